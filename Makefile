@@ -1,0 +1,43 @@
+# The two set-up commands: `make lab` (learn) and `make test` (run every test).
+# Both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: an unpinned torch on Linux pulls several GB of CUDA
+# packages.  On a GPU machine, or with your platform's own PyTorch index, override:
+#   make install TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <your index>"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install lab test build check-build doctor clean-workspace
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+lab: install
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+test: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+build: install
+	$(BIN)/transformer-course build
+
+check-build: install
+	$(BIN)/transformer-course build --check
+
+doctor: install
+	$(BIN)/transformer-course doctor
+
+clean-workspace:
+	rm -rf autograder/submitted autograder/autograded autograder/feedback autograder/gradebook.db autograder/grades.csv

@@ -1,0 +1,65 @@
+"""Helpers for tests that grade whole notebooks through `transformer-course check`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "transformer_course"]
+
+
+def assignment_names() -> list[str]:
+    return sorted(p.parent.name for p in ROOT.glob("solutions/*/*.py") if p.stem == p.parent.name)
+
+
+def solution_notebook(name: str) -> Path:
+    return ROOT / "solutions" / name / f"{name}.ipynb"
+
+
+def student_notebook(name: str) -> Path:
+    return ROOT / "notebooks" / name / f"{name}.ipynb"
+
+
+def check(notebook: Path, timeout: int = 900) -> dict:
+    """Run `transformer-course check NOTEBOOK --json` from an unrelated directory."""
+    proc = subprocess.run(
+        [*CLI, "check", os.fspath(notebook), "--json"],
+        capture_output=True, text=True, timeout=timeout, cwd="/",
+        env={**os.environ, "TRANSFORMER_COURSE_ROOT": os.fspath(ROOT)},
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"stdout must be exactly one JSON object, got:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    return json.loads(lines[0])
+
+
+def by_id(result: dict) -> dict[str, dict]:
+    return {ex["grade_id"]: ex for ex in result["exercises"]}
+
+
+def solution_cells(name: str) -> dict[str, str]:
+    nb = nbformat.read(os.fspath(solution_notebook(name)), as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+
+
+def fill_student(name: str, dest: Path, replace: dict[str, str] | None = None) -> Path:
+    """The student notebook with every answer cell holding the solution's code.
+
+    ``replace`` maps grade_id -> source to plant a specific (wrong) answer instead.
+    """
+    answers = solution_cells(name)
+    answers.update(replace or {})
+    nb = nbformat.read(os.fspath(student_notebook(name)), as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            cell.source = answers[meta["grade_id"]]
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{name}.ipynb"
+    nbformat.write(nb, os.fspath(path))
+    return path

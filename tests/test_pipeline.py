@@ -1,0 +1,243 @@
+"""The notebook pipeline and the command line, on the real course and on a toy course.
+
+The toy course (tests/fixtures/99_toy) has trivial exercises, so the machinery
+(build, check, collect, autograde, feedback, export) is tested in seconds.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from notebook_tools import ROOT
+
+CLI = [sys.executable, "-m", "transformer_course"]
+
+
+def run_cli(*args, root: Path = ROOT, cwd: str = "/", timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, "TRANSFORMER_COURSE_ROOT": os.fspath(root)})
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A course checkout with one trivial assignment, built."""
+    from transformer_course.build import build
+
+    root = tmp_path_factory.mktemp("toycourse")
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(ROOT / "tests" / "fixtures" / "99_toy", root / "solutions" / "99_toy")
+    (root / "autograder").mkdir()
+    build(root, log=lambda *_: None)
+    return root
+
+
+def toy_submission(toy: Path, dest: Path, double: str | None = None, square: str | None = None) -> Path:
+    nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "double" and double is not None:
+            cell.source = double
+        if gid == "square" and square is not None:
+            cell.source = square
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "99_toy.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+GOOD_DOUBLE = "def double(x):\n    return x + x"
+GOOD_SQUARE = "def square(x):\n    return x ** 2"
+HARDCODED_SQUARE = "def square(x):\n    return 4"
+
+
+# --- build ---------------------------------------------------------------------
+
+def test_generated_files_are_up_to_date():
+    """CI fails when a source changed and `transformer-course build` was not run."""
+    from transformer_course.build import stale_files
+
+    stale = stale_files(ROOT)
+    assert not stale, f"stale generated files, run `transformer-course build`: {stale}"
+
+
+def test_build_twice_changes_nothing(toy):
+    from transformer_course.build import build
+
+    before = {p: p.read_bytes() for p in toy.rglob("*.ipynb")}
+    assert build(toy, log=lambda *_: None) == []
+    assert {p: p.read_bytes() for p in toy.rglob("*.ipynb")} == before
+
+
+def test_build_makes_stubs_and_drops_hidden_tests(toy):
+    student = (toy / "notebooks" / "99_toy" / "99_toy.ipynb").read_text()
+    assert "raise NotImplementedError()" in student
+    assert "return 2 * x" not in student and "square(5)" not in student
+    assert "YOUR ANSWER HERE" in student
+    nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert not list((toy / "notebooks" / "99_toy").glob("*.py")), "the source (with solutions) was released"
+
+
+def test_stale_source_is_detected(toy, tmp_path):
+    from transformer_course.build import stale_files
+
+    copy = tmp_path / "course"
+    shutil.copytree(toy, copy)
+    assert stale_files(copy) == []
+    src = copy / "solutions" / "99_toy" / "99_toy.py"
+    src.write_text(src.read_text().replace("A toy assignment", "A changed toy assignment"))
+    stale = stale_files(copy)
+    assert "solutions/99_toy/99_toy.ipynb" in stale and "notebooks/99_toy/99_toy.ipynb" in stale
+
+
+def test_build_refuses_to_overwrite_a_learners_run(toy, tmp_path):
+    from transformer_course.build import LearnerWorkError, build
+
+    copy = tmp_path / "course"
+    shutil.copytree(toy, copy)
+    path = copy / "notebooks" / "99_toy" / "99_toy.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].execution_count = 3
+    nbformat.write(nb, path)
+    with pytest.raises(LearnerWorkError):
+        build(copy, log=lambda *_: None)
+    assert build(copy, log=lambda *_: None, force=True)
+
+
+# --- check -----------------------------------------------------------------------
+
+def test_check_json_grades_solution_and_untouched(toy):
+    sol = run_cli("check", os.fspath(toy / "solutions" / "99_toy" / "99_toy.ipynb"), "--json", root=toy)
+    assert sol.returncode == 0, sol.stderr
+    result = json.loads(sol.stdout)
+    assert set(result) >= {"notebook", "score", "max_score", "exercises"}
+    assert (result["score"], result["max_score"]) == (5, 5)
+    ex = {e["grade_id"]: e for e in result["exercises"]}
+    assert set(ex) == {"double_test", "square_test", "why"}
+    assert ex["why"]["needs_manual"] is True and "needs_manual" not in ex["double_test"]
+    assert all(set(e) >= {"grade_id", "score", "max_score", "passed", "message"} for e in result["exercises"])
+
+    untouched = json.loads(run_cli("check", os.fspath(toy / "notebooks" / "99_toy" / "99_toy.ipynb"), "--json", root=toy).stdout)
+    assert untouched["score"] == 0 and untouched["max_score"] == 5
+    assert "NotImplementedError" in {e["grade_id"]: e for e in untouched["exercises"]}["double_test"]["message"]
+
+
+def test_check_hidden_tests_catch_a_hardcoded_answer(toy, tmp_path):
+    path = toy_submission(toy, tmp_path, double=GOOD_DOUBLE, square=HARDCODED_SQUARE)
+    proc = run_cli("check", os.fspath(path), root=toy)
+    assert "5 / 5" not in proc.stdout
+    assert "2 / 5" in proc.stdout, proc.stdout
+    assert "did you hard-code the visible example?" in proc.stdout  # the hint reaches the learner
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{not json", "not a readable notebook"),
+    ('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}', "has no cells"),
+])
+def test_check_reports_a_broken_notebook_clearly(toy, tmp_path, content, expected):
+    bad = tmp_path / "99_toy.ipynb"
+    bad.write_text(content)
+    proc = run_cli("check", os.fspath(bad), "--json", root=toy)
+    assert proc.returncode == 2
+    result = json.loads(proc.stdout)
+    assert expected in result["errors"][0]
+
+
+def test_check_needs_an_assignment_file_name(toy, tmp_path):
+    path = toy_submission(toy, tmp_path)
+    renamed = path.with_name("my homework.ipynb")
+    path.rename(renamed)
+    proc = run_cli("check", os.fspath(renamed), root=toy)
+    assert proc.returncode == 2 and "NN_name.ipynb" in proc.stderr
+
+
+def test_doctor_reports_versions_and_device():
+    proc = run_cli("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for word in ("torch", "nbgrader", "device", "python3"):
+        assert word in proc.stdout
+
+
+# --- the instructor loop -------------------------------------------------------------
+
+def test_collect_autograde_feedback_export(toy, tmp_path):
+    """A small class: a perfect, a partial, an untouched and a malformed submission."""
+    from transformer_course import classroom
+
+    inbox = tmp_path / "inbox"
+    toy_submission(toy, inbox / "ada", double=GOOD_DOUBLE, square=GOOD_SQUARE)
+    toy_submission(toy, inbox / "bob", double=GOOD_DOUBLE, square=HARDCODED_SQUARE)
+    toy_submission(toy, inbox / "cy")
+    (inbox / "dee").mkdir()
+    (inbox / "dee" / "99_toy.ipynb").write_text("{truncated")
+    assert classroom.collect("99_toy", inbox, root=toy) == 4
+
+    summary = classroom.autograde(["99_toy"], workers=2, root=toy)
+    scores = {r.student: r.score for r in summary.graded}
+    assert scores == {"ada": 5, "bob": 2, "cy": 0, "dee": 0}, summary.report()
+    dee = next(r for r in summary.graded if r.student == "dee")
+    assert dee.errors and "not a readable notebook" in dee.errors[0]
+    assert [f[1] for f in summary.failures] == ["dee"], "the malformed submission must be reported, not silent"
+
+    again = classroom.autograde(["99_toy"], workers=2, root=toy)
+    assert {s for _, s in again.skipped} >= {"ada", "bob", "cy"}, "graded submissions are not graded twice"
+
+    html = classroom.feedback(["99_toy"], root=toy)
+    assert {p.parts[-3] for p in html} >= {"ada", "bob", "cy"}
+    bob = next(p for p in html if p.parts[-3] == "bob").read_text()
+    assert "hard-code" in bob
+
+    out = classroom.export(os.fspath(tmp_path / "grades.csv"), root=toy)
+    rows = list(csv.DictReader(out.open()))
+    by_student = {r["student_id"]: float(r["score"]) for r in rows}
+    assert by_student["ada"] == 5 and by_student["bob"] == 2 and by_student["cy"] == 0
+
+
+# --- JupyterLab ------------------------------------------------------------------
+
+def test_make_lab_serves_the_notebooks(tmp_path):
+    """`make lab` starts JupyterLab at notebooks/; fetch a notebook through its API."""
+    import socket
+    import time
+    import urllib.request
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "course-test-token"
+    venv = Path(sys.executable).parent.parent
+    args = f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.token={token} --ServerApp.open_browser=False"
+    proc = subprocess.Popen(
+        ["make", "-s", "-o", f"{venv}/.installed", "lab", f"VENV={venv}", f"LAB_ARGS={args}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": os.fspath(tmp_path / "runtime"),
+             "JUPYTER_CONFIG_DIR": os.fspath(tmp_path / "config")})
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/02_attention/02_attention.ipynb?token={token}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    model = json.loads(resp.read())
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError("JupyterLab did not serve the notebook:\n" + (proc.stdout.read().decode() if proc.poll() is not None else ""))
+                time.sleep(1)
+        assert model["type"] == "notebook"
+        assert any("attention" in "".join(c["source"]).lower() for c in model["content"]["cells"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as resp:
+            assert resp.status == 200 and b"JupyterLab" in resp.read()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)

@@ -1,0 +1,185 @@
+"""The instructor loop on the workspace in ``autograder/``: collect, autograde,
+feedback, export.  Every grade goes through :func:`nbgrading.autograde_submission`,
+the same path ``transformer-course check`` uses.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from .nbgrading import (
+    ASSIGNMENT_RE,
+    GradingError,
+    SubmissionResult,
+    _validate_notebook,
+    assignments,
+    autograde_submission,
+    course_root,
+    generate_assignment,
+    make_config,
+)
+
+STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def workspace_config(root: Path | None = None):
+    return make_config(root or course_root())
+
+
+def collect(assignment: str, path: Path, root: Path | None = None) -> int:
+    """Copy submissions into ``autograder/submitted/STUDENT/ASSIGNMENT/``.
+
+    ``path`` is a folder (or a .zip of one) holding either ``STUDENT/ANY.ipynb``
+    or ``STUDENT.ipynb`` files.  A file that is not a readable notebook is still
+    collected (it will be graded as a recorded failure, never silently dropped).
+    """
+    if not ASSIGNMENT_RE.match(assignment):
+        raise GradingError(f"not an assignment name: {assignment!r}")
+    root = root or course_root()
+    dest_root = root / "autograder" / "submitted"
+    with tempfile.TemporaryDirectory(prefix="tc-collect-") as tmp:
+        if path.is_file() and path.suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(tmp)
+            path = Path(tmp)
+        if not path.is_dir():
+            raise GradingError(f"{path} is neither a folder nor a .zip")
+        found: dict[str, Path] = {}
+        for nb in sorted(path.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in nb.parts:
+                continue
+            rel = nb.relative_to(path)
+            student = rel.parts[0] if len(rel.parts) > 1 else nb.stem
+            if not STUDENT_RE.match(student):
+                raise GradingError(f"cannot use {student!r} (from {rel}) as a student id")
+            if student in found:
+                raise GradingError(f"two notebooks for student {student!r}: {found[student]} and {nb}")
+            found[student] = nb
+        for student, nb in found.items():
+            dest = dest_root / student / assignment
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(nb, dest / f"{assignment}.ipynb")
+    return len(found)
+
+
+@dataclass
+class AutogradeSummary:
+    graded: list[SubmissionResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def report(self) -> str:
+        lines = [f"graded {len(self.graded)} submission(s) in {self.seconds:.1f} s; "
+                 f"{len(self.skipped)} already graded; {len(self.failures)} with errors"]
+        for r in self.graded:
+            lines.append(f"  {r.assignment:<26} {r.student:<20} {r.score:g}/{r.max_score:g}")
+        for a, s, err in self.failures:
+            lines.append(f"  ! {a} {s}: {err}")
+        return "\n".join(lines)
+
+
+def _grade_one(root: str, assignment: str, student: str) -> SubmissionResult:
+    # One thread per worker: the class is graded in parallel across cores.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    config = make_config(root)
+    sub = Path(root) / config.CourseDirectory.submitted_directory / student / assignment / f"{assignment}.ipynb"
+    try:
+        _validate_notebook(sub)
+    except GradingError as exc:
+        return _failed_result(config, assignment, student, str(exc))
+    return autograde_submission(config, assignment, student)
+
+
+def _failed_result(config, assignment: str, student: str, error: str) -> SubmissionResult:
+    from nbgrader.api import Gradebook
+
+    result = SubmissionResult(notebook=f"{assignment}.ipynb", assignment=assignment, student=student,
+                              score=0.0, max_score=0.0, errors=[error])
+    with Gradebook(config.CourseDirectory.db_url) as gb:
+        nb = gb.find_notebook(assignment, assignment)
+        result.max_score = float(sum(c.max_score for c in nb.grade_cells if c.cell_type == "code"))
+    return result
+
+
+def pending(root: Path, names: list[str], force: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    todo, done = [], []
+    config = make_config(root)
+    submitted = root / config.CourseDirectory.submitted_directory
+    autograded = root / config.CourseDirectory.autograded_directory
+    for student_dir in sorted(p for p in submitted.glob("*") if p.is_dir()):
+        for name in names:
+            if not (student_dir / name).is_dir():
+                continue
+            key = (name, student_dir.name)
+            if not force and (autograded / student_dir.name / name / f"{name}.ipynb").is_file():
+                done.append(key)
+            else:
+                todo.append(key)
+    return todo, done
+
+
+def autograde(names: list[str] | None = None, workers: int | None = None, force: bool = False,
+              root: Path | None = None) -> AutogradeSummary:
+    """Grade every collected submission not yet graded, ``workers`` at a time."""
+    root = (root or course_root()).resolve()
+    names = names or assignments(root)
+    config = make_config(root)
+    summary = AutogradeSummary()
+    start = time.perf_counter()
+    todo, summary.skipped = pending(root, names, force)
+    for name in sorted({a for a, _ in todo}):
+        generate_assignment(config, name)  # the gradebook learns the assignment and its tests
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_grade_one, os.fspath(root), a, s): (a, s) for a, s in todo}
+        for fut in as_completed(futures):
+            a, s = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one broken submission never stops the batch
+                summary.failures.append((a, s, f"{type(exc).__name__}: {exc}"))
+                continue
+            summary.graded.append(result)
+            if result.errors:
+                summary.failures.append((a, s, "; ".join(result.errors)))
+    summary.graded.sort(key=lambda r: (r.assignment, r.student))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def feedback(names: list[str] | None = None, root: Path | None = None) -> list[Path]:
+    """nbgrader generate_feedback for every autograded submission."""
+    from .nbgrading import _api, _checked
+
+    root = (root or course_root()).resolve()
+    config = make_config(root)
+    api = _api(config)
+    out = []
+    for name in names or assignments(root):
+        _checked(api.generate_feedback(name), f"generate_feedback {name}")
+        out.extend(sorted((root / config.CourseDirectory.feedback_directory).glob(f"*/{name}/*.html")))
+    return out
+
+
+def export(to: str | None = None, root: Path | None = None) -> Path:
+    """Grades of every student and assignment as CSV (nbgrader's CSV exporter)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins.export import CsvExportPlugin
+
+    root = (root or course_root()).resolve()
+    config = make_config(root)
+    dest = Path(to) if to else root / "autograder" / "grades.csv"
+    plugin = CsvExportPlugin(to=os.fspath(dest))
+    with Gradebook(config.CourseDirectory.db_url) as gb:
+        plugin.export(gb)
+    return dest

@@ -1,0 +1,56 @@
+"""``transformer-course doctor``: what is installed, which device, what is missing."""
+from __future__ import annotations
+
+import importlib
+import platform
+import shutil
+import sys
+
+REQUIRED = ["numpy", "torch", "matplotlib", "ipywidgets", "tqdm", "jupyterlab", "ipykernel",
+            "nbgrader", "jupytext", "nbformat", "nbclient", "nbconvert"]
+
+
+def doctor() -> int:
+    """Print a report; return 1 when something required is missing."""
+    missing = []
+    print(f"python      {sys.version.split()[0]} ({platform.platform()})")
+    for name in REQUIRED:
+        try:
+            mod = importlib.import_module(name)
+            print(f"{name:<11} {getattr(mod, '__version__', 'installed')}")
+        except Exception as exc:  # noqa: BLE001 - report anything that fails to import
+            print(f"{name:<11} MISSING ({type(exc).__name__}: {exc})")
+            missing.append(name)
+    try:
+        from .device import describe_device
+        import torch
+
+        print(f"device      {describe_device()} (torch {torch.__version__}, "
+              f"cuda available: {torch.cuda.is_available()}, threads: {torch.get_num_threads()})")
+    except Exception as exc:  # noqa: BLE001
+        print(f"device      unknown ({exc})")
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = KernelSpecManager().find_kernel_specs()
+        print(f"kernels     {', '.join(sorted(specs)) or 'none'}")
+        if "python3" not in specs:
+            missing.append("python3 kernel")
+    except Exception as exc:  # noqa: BLE001
+        print(f"kernels     unknown ({exc})")
+    try:
+        from .nbgrading import assignments, course_root
+
+        root = course_root()
+        print(f"course      {root} ({len(assignments(root))} assignments)")
+    except Exception as exc:  # noqa: BLE001
+        print(f"course      not found ({exc})")
+    for tool in ("jupyter", "alembic"):
+        print(f"{tool:<11} {shutil.which(tool) or 'not on PATH'}")
+        if tool == "alembic" and not shutil.which(tool):
+            print("            (nbgrader needs alembic on PATH to create a gradebook: activate the venv)")
+    if missing:
+        print(f"\nmissing: {', '.join(missing)}: run `make install`")
+        return 1
+    print("\neverything needed is present")
+    return 0

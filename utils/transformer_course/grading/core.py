@@ -1,0 +1,164 @@
+"""Building blocks for the checks that notebook test cells call.
+
+Every check takes the *learner's* function or module, runs it on inputs the
+check chooses (a worked example for the visible test, random inputs and edge
+cases for the hidden ones), compares with the reference implementation in this
+package, and raises :class:`CheckFailed` with a message that says what is wrong
+and, where a known mistake explains it, why.
+
+Checks never write to stderr: nbgrader scores any test cell with stderr output
+zero, so an honest warning would cost a learner their points.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "CheckFailed",
+    "fail",
+    "as_numpy",
+    "call",
+    "expect",
+    "expect_shape",
+    "expect_finite",
+    "expect_close",
+    "matches",
+    "passed",
+    "rng",
+]
+
+
+class CheckFailed(AssertionError):
+    """A learner's answer is wrong; the message explains what and hints why."""
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    """Raise :class:`CheckFailed` with ``message`` and an optional hint."""
+    if hint:
+        message = f"{message}\nHint: {hint}"
+    raise CheckFailed(message)
+
+
+def expect(condition: Any, message: str, hint: str | None = None) -> None:
+    """Fail with ``message`` (and ``hint``) unless ``condition`` holds."""
+    if not bool(condition):
+        fail(message, hint)
+
+
+def rng(seed: int | None = None) -> np.random.Generator:
+    """A fresh numpy generator; hidden tests pass seeds the learner never sees."""
+    return np.random.default_rng(seed)
+
+
+def as_numpy(x: Any, what: str = "the result") -> np.ndarray:
+    """Turn a learner's result (numpy array, torch tensor, list, scalar) into numpy."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if x is None:
+        fail(f"{what} is None.", "Did you forget to `return` it?")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", dtype=torch.float64 if x.is_floating_point() else x.dtype).numpy()
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - anything a learner returns
+        fail(f"{what} could not be read as an array ({type(x).__name__}: {exc}).")
+    raise AssertionError("unreachable")
+
+
+def call(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
+    """Call the learner's ``fn`` and turn 'not done yet' into a clear failure.
+
+    Output the learner's code prints is captured (and dropped) so that a stray
+    warning cannot land on stderr; any exception other than
+    ``NotImplementedError`` propagates unchanged, with its own traceback.
+    """
+    name = what or getattr(fn, "__name__", "your function")
+    if not callable(fn):
+        fail(f"{name} is not a function (got {type(fn).__name__}).")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return fn(*args, **kwargs)
+    except NotImplementedError:
+        fail(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code.")
+    raise AssertionError("unreachable")
+
+
+def expect_shape(actual: Any, shape: tuple[int, ...], what: str = "the result", hint: str | None = None) -> np.ndarray:
+    """Fail unless ``actual`` has exactly ``shape``; returns it as numpy."""
+    arr = as_numpy(actual, what)
+    if tuple(arr.shape) != tuple(shape):
+        fail(f"{what} has shape {tuple(arr.shape)}, expected {tuple(shape)}.", hint)
+    return arr
+
+
+def expect_finite(actual: Any, what: str = "the result", hint: str | None = None) -> np.ndarray:
+    """Fail if ``actual`` holds NaN or infinity; returns it as numpy."""
+    arr = as_numpy(actual, what)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(np.isinf(arr).sum())
+        fail(f"{what} contains {n_nan} NaN and {n_inf} infinite values.", hint)
+    return arr
+
+
+def matches(actual: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5) -> bool:
+    """True when both have the same shape and agree within tolerance (NaN equals NaN)."""
+    a, e = np.asarray(actual), np.asarray(expected)
+    if a.shape != e.shape:
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.allclose(a.astype(np.float64), e.astype(np.float64), atol=atol, rtol=rtol, equal_nan=True))
+
+
+def expect_close(
+    actual: Any,
+    expected: Any,
+    what: str = "the result",
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    mistakes: Mapping[str, Any] | None = None,
+    hint: str | None = None,
+) -> np.ndarray:
+    """Compare a learner's result with the reference and explain a mismatch.
+
+    ``mistakes`` maps a hint to the output a known wrong implementation gives on
+    the same input; when the learner's output matches one of them, that hint is
+    what the learner reads.  Otherwise ``hint`` (if any) is given.
+    """
+    arr = as_numpy(actual, what)
+    exp = np.asarray(expected)
+    if arr.shape != exp.shape:
+        fail(f"{what} has shape {arr.shape}, expected {exp.shape}.", hint)
+    if matches(arr, exp, atol=atol, rtol=rtol):
+        return arr
+    for mistake_hint, wrong in (mistakes or {}).items():
+        if matches(arr, wrong, atol=atol, rtol=rtol):
+            fail(f"{what} does not match the reference.", mistake_hint)
+    a64, e64 = arr.astype(np.float64), exp.astype(np.float64)
+    nan_where = np.isnan(a64) & ~np.isnan(e64)
+    if nan_where.any():
+        fail(f"{what} has NaN where the reference has numbers (first at index "
+             f"{tuple(int(i) for i in np.argwhere(nan_where)[0])}).", hint)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a64 - e64)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
+    fail(
+        f"{what} does not match the reference: largest difference {float(diff[worst]):.3g} at index "
+        f"{tuple(int(i) for i in worst)} (yours {a64[worst]!r}, expected {e64[worst]!r}; "
+        f"tolerance atol={atol:g}, rtol={rtol:g}).",
+        hint,
+    )
+    raise AssertionError("unreachable")
+
+
+def passed(what: str) -> None:
+    """Tell the learner a check passed (stdout only)."""
+    print(f"\u2713 {what}: all checks passed")

@@ -1,0 +1,324 @@
+"""The one grading path: nbgrader configured for this course.
+
+``transformer-course check`` (a learner grading their own notebook) and
+``transformer-course autograde`` (an instructor grading a class) both end in
+:func:`autograde_submission`, which runs nbgrader's autograde for one student and
+one assignment and reads the result back from the gradebook, so a learner sees
+exactly the marks and messages a classroom would give.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sys
+
+import nbformat
+
+# nbgrader creates a new gradebook by running the `alembic` program: make the one
+# beside this interpreter (the venv's bin) findable even when the venv is not activated.
+_bin = os.path.dirname(sys.executable)
+if _bin not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+
+ASSIGNMENT_RE = re.compile(r"^(\d\d_[a-z0-9_]+)$")
+
+#: Cell timeout for autograding.  nbgrader's default is 30 s; the slowest cells of
+#: this course (training runs on a 2-core CPU) take about a minute.
+CELL_TIMEOUT_S = int(os.environ.get("TRANSFORMER_COURSE_CELL_TIMEOUT", "300"))
+KERNEL_NAME = "python3"
+#: Files of an assignment folder that are never released to students: the
+#: jupytext sources hold the solutions and hidden tests in plain text.
+IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*", "*.py", "*.md~"]
+
+
+class GradingError(RuntimeError):
+    """A submission could not be graded at all (not a wrong answer: a broken input)."""
+
+
+def course_root() -> Path:
+    """The course checkout holding ``solutions/``.
+
+    ``TRANSFORMER_COURSE_ROOT`` wins; otherwise the checkout this package was
+    installed from (editable installs), then the current directory and its parents.
+    """
+    env = os.environ.get("TRANSFORMER_COURSE_ROOT")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2])
+    cwd = Path.cwd().resolve()
+    candidates.extend([cwd, *cwd.parents])
+    for cand in candidates:
+        if (cand / "solutions").is_dir() and (cand / "pyproject.toml").is_file():
+            return cand
+    raise GradingError(
+        "cannot find the course checkout (a folder with solutions/ and pyproject.toml); "
+        "run from inside it or set TRANSFORMER_COURSE_ROOT"
+    )
+
+
+def assignments(root: Path | None = None) -> list[str]:
+    """Names of the assignments that have a source, in course order."""
+    root = root or course_root()
+    return sorted(
+        p.name for p in (root / "solutions").iterdir()
+        if p.is_dir() and ASSIGNMENT_RE.match(p.name) and (p / f"{p.name}.py").is_file()
+    )
+
+
+def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
+    """Fill a traitlets ``Config`` with the course's nbgrader settings.
+
+    Used by ``autograder/nbgrader_config.py`` (so plain ``nbgrader`` commands run
+    from ``autograder/`` see the same course) and by this package's commands.
+    """
+    root = os.fspath(Path(root).resolve())
+    c.CourseDirectory.root = root
+    c.CourseDirectory.source_directory = "solutions"
+    c.CourseDirectory.release_directory = "notebooks"
+    c.CourseDirectory.submitted_directory = os.path.join("autograder", "submitted")
+    c.CourseDirectory.autograded_directory = os.path.join("autograder", "autograded")
+    c.CourseDirectory.feedback_directory = os.path.join("autograder", "feedback")
+    c.CourseDirectory.db_url = "sqlite:///" + os.path.join(root, "autograder", "gradebook.db")
+    c.CourseDirectory.ignore = list(IGNORE)
+    c.Execute.timeout = CELL_TIMEOUT_S
+    c.Execute.kernel_name = KERNEL_NAME
+    c.ClearSolutions.enforce_metadata = True
+    # A learner who deletes a test cell gets it back from the gradebook.
+    c.OverwriteCells.add_missing_cells = True
+    c.ClearOutput.enabled = True
+    return c
+
+
+def make_config(root: str | os.PathLike, **overrides: str) -> Any:
+    """The course config with ``CourseDirectory`` traits overridden (temporary workspaces)."""
+    from traitlets.config import Config
+
+    c = apply_course_config(Config(), root)
+    for key, value in overrides.items():
+        setattr(c.CourseDirectory, key, value)
+    return c
+
+
+def _api(config: Any):
+    import warnings
+
+    # nbgrader 0.9.6 trips SQLAlchemy 2's autoflush warnings; they are noise to a learner.
+    try:
+        from sqlalchemy.exc import SAWarning
+
+        warnings.filterwarnings("ignore", category=SAWarning)
+    except ImportError:  # pragma: no cover
+        pass
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def _checked(result: dict, what: str) -> dict:
+    if not result.get("success"):
+        detail = (result.get("error") or result.get("log") or "").strip().splitlines()
+        raise GradingError(f"{what} failed: {detail[-1] if detail else 'no detail'}")
+    return result
+
+
+def generate_assignment(config: Any, assignment: str) -> None:
+    """nbgrader generate_assignment: student version into the release folder, gradebook filled."""
+    _checked(_api(config).generate_assignment(assignment, force=True, create=True), f"generate_assignment {assignment}")
+
+
+@dataclass
+class ExerciseResult:
+    grade_id: str
+    score: float
+    max_score: float
+    passed: bool
+    message: str
+    needs_manual: bool = False
+
+
+@dataclass
+class SubmissionResult:
+    notebook: str
+    assignment: str
+    student: str
+    score: float
+    max_score: float
+    exercises: list[ExerciseResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for ex in out["exercises"]:
+            if not ex["needs_manual"]:
+                del ex["needs_manual"]
+        return out
+
+
+def _validate_notebook(path: Path) -> None:
+    try:
+        nb = nbformat.read(os.fspath(path), as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file
+        raise GradingError(f"{path.name} is not a readable notebook: {exc}") from None
+    if not nb.get("cells"):
+        raise GradingError(f"{path.name} has no cells")
+
+
+def _cell_messages(autograded: Path) -> dict[str, str]:
+    """grade_id -> what the learner should read, from the executed test cells."""
+    messages: dict[str, str] = {}
+    if not autograded.is_file():
+        return messages
+    nb = nbformat.read(os.fspath(autograded), as_version=4)
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade"):
+            continue
+        gid = meta.get("grade_id", "")
+        parts = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                evalue = str(out.get("evalue", "")).strip()
+                if out.get("ename") == "NotImplementedError" and not evalue:
+                    evalue = "an answer cell still raises NotImplementedError: replace it with your code"
+                parts.append(f"{out.get('ename', 'Error')}: {evalue}" if evalue else str(out.get("ename", "Error")))
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                parts.append("the test cell wrote to stderr: " + "".join(out.get("text", "")).strip()[:500])
+        messages[gid] = "\n".join(parts)
+    return messages
+
+
+def autograde_submission(config: Any, assignment: str, student: str) -> SubmissionResult:
+    """Autograde one submission with nbgrader and read its grades back.
+
+    The gradebook must already know the assignment (see :func:`generate_assignment`).
+    """
+    from nbgrader.api import Gradebook
+
+    result = _api(config).autograde(assignment, student, force=True, create=True)
+    root = Path(config.CourseDirectory.root)
+    autograded_dir = root / config.CourseDirectory.autograded_directory / student / assignment
+    errors: list[str] = []
+    if not result.get("success"):
+        detail = (result.get("error") or "").strip().splitlines()
+        errors.append("autograde failed: " + (detail[-1] if detail else "no detail"))
+    messages = _cell_messages(autograded_dir / f"{assignment}.ipynb")
+    exercises: list[ExerciseResult] = []
+    with Gradebook(config.CourseDirectory.db_url) as gb:
+        try:
+            sub = gb.find_submission_notebook(assignment, assignment, student)
+        except Exception:  # noqa: BLE001 - MissingEntry: the autograde never recorded it
+            sub = None
+        if sub is None:
+            nb = gb.find_notebook(assignment, assignment)
+            for cell in sorted(nb.grade_cells, key=lambda g: g.name):
+                exercises.append(ExerciseResult(cell.name, 0.0, float(cell.max_score), False,
+                                                "not graded: " + ("; ".join(errors) or "no result"),
+                                                needs_manual=cell.cell_type == "markdown"))
+        else:
+            order = _grade_cell_order(config, assignment)
+            for grade in sorted(sub.grades, key=lambda g: order.get(g.name, 1_000)):
+                manual = grade.cell_type == "markdown" or (grade.auto_score is None and grade.manual_score is None)
+                score = float(grade.score or 0.0)
+                max_score = float(grade.max_score)
+                if manual:
+                    msg = "written answer: graded by hand"
+                else:
+                    msg = messages.get(grade.name, "")
+                exercises.append(ExerciseResult(
+                    grade_id=grade.name, score=0.0 if manual else score, max_score=max_score,
+                    passed=(not manual) and score >= max_score, message=msg, needs_manual=manual))
+    auto = [e for e in exercises if not e.needs_manual]
+    return SubmissionResult(
+        notebook=f"{assignment}.ipynb", assignment=assignment, student=student,
+        score=sum(e.score for e in auto), max_score=sum(e.max_score for e in auto),
+        exercises=exercises, errors=errors)
+
+
+def _grade_cell_order(config: Any, assignment: str) -> dict[str, int]:
+    root = Path(config.CourseDirectory.root)
+    src = Path(os.path.join(root, config.CourseDirectory.source_directory)) / assignment / f"{assignment}.ipynb"
+    order: dict[str, int] = {}
+    if src.is_file():
+        nb = nbformat.read(os.fspath(src), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if gid:
+                order[gid] = i
+    return order
+
+
+def assignment_of(notebook: Path) -> str:
+    """The assignment a notebook belongs to, from its file name ``NN_name.ipynb``."""
+    stem = notebook.name[:-len(".ipynb")] if notebook.name.endswith(".ipynb") else notebook.stem
+    m = ASSIGNMENT_RE.match(stem)
+    if not m:
+        raise GradingError(
+            f"cannot tell the assignment from the file name {notebook.name!r}: "
+            "name it NN_name.ipynb, e.g. 02_attention.ipynb")
+    return m.group(1)
+
+
+def check_notebook(notebook: str | os.PathLike, root: Path | None = None) -> SubmissionResult:
+    """Grade one notebook as a learner's own submission, in a throwaway workspace.
+
+    The hidden tests come from ``solutions/`` of the course checkout; the steps
+    are those of a classroom: generate the assignment into a fresh gradebook,
+    submit the notebook as one student, autograde, read the grades.
+    """
+    path = Path(notebook).resolve()
+    if not path.is_file():
+        raise GradingError(f"no such notebook: {notebook}")
+    assignment = assignment_of(path)
+    root = root or course_root()
+    source = root / "solutions" / assignment / f"{assignment}.ipynb"
+    if not source.is_file():
+        raise GradingError(f"no assignment {assignment!r} in {root / 'solutions'} (run `transformer-course build`?)")
+    _validate_notebook(path)
+    with tempfile.TemporaryDirectory(prefix="tc-check-") as tmp:
+        config = make_config(
+            tmp,
+            source_directory=os.fspath(root / "solutions"),
+            release_directory="release",
+            submitted_directory="submitted",
+            autograded_directory="autograded",
+            feedback_directory="feedback",
+            db_url="sqlite:///" + os.path.join(tmp, "gradebook.db"),
+        )
+        generate_assignment(config, assignment)
+        dest = Path(tmp) / "submitted" / "learner" / assignment
+        dest.mkdir(parents=True)
+        shutil.copyfile(path, dest / f"{assignment}.ipynb")
+        result = autograde_submission(config, assignment, "learner")
+    result.notebook = os.fspath(path)
+    return result
+
+
+def format_result(result: SubmissionResult) -> str:
+    """The human summary ``check`` prints."""
+    lines = [f"{Path(result.notebook).name}: {result.score:g} / {result.max_score:g} points"]
+    for err in result.errors:
+        lines.append(f"  ! {err}")
+    for ex in result.exercises:
+        if ex.needs_manual:
+            mark = "\u270e"
+            status = f"{ex.max_score:g} points, graded by hand"
+        else:
+            mark = "\u2713" if ex.passed else "\u2717"
+            status = f"{ex.score:g}/{ex.max_score:g}"
+        lines.append(f"  {mark} {ex.grade_id:<28} {status}")
+        if ex.message and not ex.passed and not ex.needs_manual:
+            for line in ex.message.splitlines():
+                lines.append(f"      {line}")
+    return "\n".join(lines)
+
+
+def dumps(result: SubmissionResult) -> str:
+    return json.dumps(result.to_json())
