@@ -28,7 +28,7 @@ lab: install
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 test: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 build: install
 	$(BIN)/transformer-course build

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -83,7 +84,8 @@ def call(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> An
         fail(f"{name} is not a function (got {type(fn).__name__}).")
     out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
             return fn(*args, **kwargs)
     except NotImplementedError:
         fail(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code.")
