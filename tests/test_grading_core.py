@@ -59,3 +59,24 @@ def test_recall_batch_layout():
     assert np.array_equal(x, x2)
     with pytest.raises(ValueError):
         make_recall_batch(4, 0)
+
+
+def test_call_names_an_unfinished_helper_and_forbids_the_reference():
+    def helper():
+        raise NotImplementedError()
+
+    def learner(x):
+        return helper() + x
+
+    with pytest.raises(CheckFailed, match="it calls helper, which still raises NotImplementedError"):
+        core.call(learner, 1)
+
+    from transformer_course import data
+
+    def lazy(batch_size, distance):
+        return data.make_recall_batch(batch_size, distance)
+
+    with pytest.raises(CheckFailed, match="calls transformer_course.data.make_recall_batch"):
+        core.call(lazy, 2, 3, forbid=[data.make_recall_batch])
+    x, y = core.call(lazy, 2, 3, forbid=[np.mean])  # other functions are fine to use
+    assert x.shape == (2, 4)

@@ -13,7 +13,7 @@ import time
 import nbformat
 import pytest
 
-from notebook_tools import (ROOT, assignment_names, by_id, check, fill_student, solution_notebook,
+from notebook_tools import (ROOT, assignment_names, check, fill_student, solution_notebook,
                             student_notebook)
 
 NAMES = assignment_names()

@@ -31,7 +31,8 @@ def one_thread():
 
 def clone(f):
     """The same function under another identity: what a learner who copied the model answer has."""
-    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    # a fresh code object, as pasting the source into a notebook would compile
+    g = types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__, f.__closure__)
     g.__kwdefaults__ = f.__kwdefaults__
     return g
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -72,24 +73,100 @@ def as_numpy(x: Any, what: str = "the result") -> np.ndarray:
     raise AssertionError("unreachable")
 
 
-def call(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
+def _qualname(f: Callable) -> str:
+    return f"{getattr(f, '__module__', None) or '?'}.{getattr(f, '__qualname__', getattr(f, '__name__', repr(f)))}"
+
+
+@contextlib.contextmanager
+def _watch_calls(forbid: Iterable[Callable]):
+    """Record calls into the functions in ``forbid`` while active (a list of their names).
+
+    Python functions are recognised by the identity of their code object, so every
+    alias a learner holds (``from transformer_course.attention import softmax``) is
+    caught; built-in and C functions (``torch.nn.functional.scaled_dot_product_attention``)
+    by their identity as the profiler reports them.
+    """
+    codes: dict[int, str] = {}
+    builtins: dict[int, str] = {}
+    for entry in forbid:
+        f, label = entry if isinstance(entry, tuple) else (entry, _qualname(entry))
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            codes[id(code)] = label
+        else:
+            builtins[id(f)] = label
+    hits: list[str] = []
+    if not codes and not builtins:
+        yield hits
+        return
+
+    def hook(frame, event, arg):  # noqa: ANN001 - the profiler protocol
+        if event == "call":
+            name = codes.get(id(frame.f_code))
+            if name is not None:
+                hits.append(name)
+        elif event == "c_call" and builtins:
+            name = builtins.get(id(arg))
+            if name is not None:
+                hits.append(name)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield hits
+    finally:
+        sys.setprofile(previous)
+
+
+def _not_implemented_message(name: str, fn: Callable, exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    own = {getattr(fn, "__code__", None), getattr(getattr(fn, "forward", None), "__code__", None),
+           getattr(getattr(fn, "__call__", None), "__code__", None)}
+    inner = code.co_name if code is not None else None
+    if code is not None and code not in own and inner not in ("<module>", "forward", "__init__"):
+        return (f"{name} is not finished: it calls {inner}, which still raises NotImplementedError. "
+                f"Complete {inner} first.")
+    return f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
+
+
+def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any] = (), **kwargs: Any) -> Any:
     """Call the learner's ``fn`` and turn 'not done yet' into a clear failure.
 
-    Output the learner's code prints is captured (and dropped) so that a stray
-    warning cannot land on stderr; any exception other than
-    ``NotImplementedError`` propagates unchanged, with its own traceback.
+    Output the learner's code prints, and its warnings, are captured and dropped so
+    that nothing lands on stderr.  ``forbid`` lists the functions that *are* the
+    exercise (the package's reference, torch's fused attention), each a callable or a
+    ``(callable, name to show)`` pair: a learner's
+    function that calls one of them fails, since comparing the reference with itself
+    would test nothing.  Any exception other than ``NotImplementedError``
+    propagates unchanged, with its own traceback.
     """
     name = what or getattr(fn, "__name__", "your function")
     if not callable(fn):
         fail(f"{name} is not a function (got {type(fn).__name__}).")
     out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            return fn(*args, **kwargs)
-    except NotImplementedError:
-        fail(f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code.")
-    raise AssertionError("unreachable")
+        with _watch_calls(forbid) as hits:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                result = fn(*args, **kwargs)
+    except NotImplementedError as exc:
+        fail(_not_implemented_message(name, fn, exc))
+    except Exception:
+        if hits:
+            _forbidden(name, hits)
+        raise
+    if hits:
+        _forbidden(name, hits)
+    return result
+
+
+def _forbidden(name: str, hits: list[str]) -> None:
+    fail(f"{name} calls {hits[0]}, a reference implementation of the answer being tested.",
+         "Write the computation yourself with numpy/torch operations; the package's version is "
+         "there to read, and the check compares yours with it, so calling it would test nothing.")
 
 
 def expect_shape(actual: Any, shape: tuple[int, ...], what: str = "the result", hint: str | None = None) -> np.ndarray:

@@ -5,12 +5,11 @@ example the learner can reason about) and a hidden ``<name>(fn)`` check (fresh
 random inputs, edge cases, and the real oracle: ``torch.nn.RNN`` with copied
 weights, autograd, the reference recall generator).
 
-While the learner's function runs, the matching reference in this package is
-switched off, so an answer that only calls the model answer fails.
+An answer that calls the matching reference in this package fails (see
+``core.call``'s ``forbid``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from typing import Any, Callable
@@ -31,49 +30,10 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- no calling the reference
-_TRIPPED: list[str] = []
-
-
-def _tripwire(*args, **kwargs):  # its code replaces a reference function's while a learner's runs
-    __import__("transformer_course.grading.rnn", fromlist=["_TRIPPED"])._TRIPPED.append("called")
-    raise RuntimeError("the course's reference implementation is switched off while your answer is checked")
-
-
-@contextlib.contextmanager
-def _reference_switched_off(*functions: Callable):
-    # swapping __code__ reaches every alias a learner may hold (``from ... import rnn_forward``)
-    saved = [(f, f.__code__) for f in functions]
-    _TRIPPED.clear()
-    try:
-        for f, _ in saved:
-            f.__code__ = _tripwire.__code__
-        yield
-    finally:
-        for f, code in saved:
-            f.__code__ = code
-
-
 def _learner(fn: Callable, *args: Any, forbidden: tuple[Callable, ...] = (), what: str | None = None,
              **kwargs: Any) -> Any:
-    """``call`` the learner's function with the references in ``forbidden`` switched off."""
-    name = what or getattr(fn, "__name__", "your function")
-    try:
-        with _reference_switched_off(*forbidden):
-            result = call(fn, *args, what=what, **kwargs)
-    except Exception:
-        if _TRIPPED:
-            _tripped(name)
-        raise
-    if _TRIPPED:
-        _tripped(name)
-    return result
-
-
-def _tripped(name: str) -> None:
-    _TRIPPED.clear()
-    fail(f"{name} calls the course's reference implementation instead of computing the answer itself.",
-         "Write the computation in your own code; the package's version is there to read, not to call.")
+    """``call`` the learner's function; calling a reference in ``forbidden`` fails it."""
+    return call(fn, *args, what=what, forbid=forbidden, **kwargs)
 
 
 def _pair(result: Any, what: str, names: str) -> tuple[Any, Any]:
@@ -234,7 +194,7 @@ def _jacobian_variants(x, h0, W_xh, W_hh, b) -> dict[str, np.ndarray]:
 
 
 def _check_jacobian_case(fn, x, h0, W_xh, W_hh, b, label: str) -> None:
-    T, d_h = x.shape[0], W_hh.shape[0]
+    T, _d_h = x.shape[0], W_hh.shape[0]
     expected = _ref.jacobian_norms(x, h0, W_xh, W_hh, b)  # autograd, float64
     args = [np.array(a, dtype=np.float64) for a in (x, h0, W_xh, W_hh, b)]
     out = _learner(fn, *args, forbidden=(_ref.jacobian_norms, _ref.jacobian_norms_analytic), what="jacobian_norms")
