@@ -16,7 +16,7 @@ def test_expect_close_names_the_known_mistake():
 
 
 def test_expect_close_reports_the_worst_difference_and_nan():
-    with pytest.raises(CheckFailed, match=r"largest difference 0.5 at index \(1,\)"):
+    with pytest.raises(CheckFailed, match=r"at index \(1,\) yours is 2.5, expected 2 \(difference 0.5"):
         core.expect_close([1.0, 2.5], [1.0, 2.0], "x")
     with pytest.raises(CheckFailed, match="NaN where the reference has numbers"):
         core.expect_close([np.nan, 1.0], [0.0, 1.0], "x")
@@ -80,3 +80,11 @@ def test_call_names_an_unfinished_helper_and_forbids_the_reference():
         core.call(lazy, 2, 3, forbid=[data.make_recall_batch])
     x, y = core.call(lazy, 2, 3, forbid=[np.mean])  # other functions are fine to use
     assert x.shape == (2, 4)
+
+
+def test_expect_close_points_at_the_entry_outside_its_tolerance():
+    # entry 0 differs most in absolute terms but is within rtol of a large value
+    expected = np.array([1000.0, 0.5])
+    actual = np.array([1000.0005, 0.51])
+    with pytest.raises(CheckFailed, match=r"at index \(1,\) yours is 0.51, expected 0.5"):
+        core.expect_close(actual, expected, "x", atol=1e-6, rtol=1e-5)

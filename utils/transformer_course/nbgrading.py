@@ -88,6 +88,9 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     c.CourseDirectory.ignore = list(IGNORE)
     c.Execute.timeout = CELL_TIMEOUT_S
     c.Execute.kernel_name = KERNEL_NAME
+    # the kernel's own start-up warnings (e.g. about its TCP transport) reach the
+    # grader's stderr and alarm learners; errors still show
+    c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
     c.ClearSolutions.enforce_metadata = True
     # A learner who deletes a test cell gets it back from the gradebook.
     c.OverwriteCells.add_missing_cells = True
@@ -303,7 +306,9 @@ def check_notebook(notebook: str | os.PathLike, root: Path | None = None) -> Sub
 
 def format_result(result: SubmissionResult) -> str:
     """The human summary ``check`` prints."""
-    lines = [f"{Path(result.notebook).name}: {result.score:g} / {result.max_score:g} points"]
+    manual = sum(e.max_score for e in result.exercises if e.needs_manual)
+    lines = [f"{Path(result.notebook).name}: {result.score:g} / {result.max_score:g} autograded points"
+             + (f" (+{manual:g} for written answers, graded by hand)" if manual else "")]
     for err in result.errors:
         lines.append(f"  ! {err}")
     for ex in result.exercises:

@@ -227,15 +227,23 @@ def expect_close(
              f"{tuple(int(i) for i in np.argwhere(nan_where)[0])}).", hint)
     with np.errstate(invalid="ignore"):
         diff = np.abs(a64 - e64)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
+        # how far each entry is outside its tolerance: report the worst offender,
+        # not the largest absolute difference (which may be within rtol of a big value)
+        excess = diff - (atol + rtol * np.abs(e64))
+    excess = np.where(np.isnan(excess), np.inf, excess)
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.ndim else ()
     fail(
-        f"{what} does not match the reference: largest difference {float(diff[worst]):.3g} at index "
-        f"{tuple(int(i) for i in worst)} (yours {a64[worst]!r}, expected {e64[worst]!r}; "
+        f"{what} does not match the reference: at index {tuple(int(i) for i in worst)} yours is "
+        f"{_num(a64[worst])}, expected {_num(e64[worst])} (difference {_num(diff[worst])}; "
         f"tolerance atol={atol:g}, rtol={rtol:g}).",
         hint,
     )
     raise AssertionError("unreachable")
+
+
+def _num(x: Any) -> str:
+    """A number as a learner reads it: 0.959253, not np.float64(0.9592530129)."""
+    return f"{float(x):.6g}"
 
 
 def passed(what: str) -> None:
