@@ -453,12 +453,13 @@ class _RecallModel(nn.Module):
         self.to_q, self.to_k, self.to_v = (nn.Linear(d_model, d_model, bias=False) for _ in range(3))
         self.classify = nn.Linear(d_model, n_classes)
 
-    def forward(self, x):
+    def forward(self, x, return_weights=False):
         e = self.embed(x)
         if self.pos is not None:
             e = e + self.pos(torch.arange(x.shape[1]))
-        out, _ = ref.attention(self.to_q(e[:, -1:]), self.to_k(e), self.to_v(e))
-        return self.classify(out[:, 0])
+        out, w = ref.attention(self.to_q(e[:, -1:]), self.to_k(e), self.to_v(e), need_weights=True)
+        logits = self.classify(out[:, 0])
+        return (logits, w[:, 0]) if return_weights else logits
 
 
 def _train(model, steps=250, max_distance=64):
@@ -494,18 +495,265 @@ def test_recall_checks_fail_an_untrained_model():
     fails_with(check.recall_model_example, _RecallModel(vocab.size, vocab.n_symbols), hint="attend over")
 
 
-def test_recall_check_fails_a_hand_written_rule():
-    class FirstToken(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.dummy = nn.Parameter(torch.zeros(()))
-
-        def forward(self, x):                         # "the answer is always the first token"
-            return F.one_hot(x[:, 0], 17).double()
-
-    check.recall_model_example(FirstToken())        # the visible example cannot tell...
-    fails_with(check.recall_model, FirstToken(), hint="")   # ...the hidden test can
-
-
 def test_recall_check_explains_a_missing_model():
     fails_with(check.recall_model_example, None, hint="complete RecallAttention")
+
+
+# ============================================== review findings: fair and unfair ===
+
+def _softmax_no_keepdims(x, axis=-1):
+    m = np.max(x, axis=axis)                             # keepdims forgotten
+    e = np.exp(x - np.where(np.isfinite(m), m, 0))
+    s = e.sum(axis=axis, keepdims=True)
+    return e / np.where(s == 0, 1, s)
+
+
+def _softmax_global_max_protected(x, axis=-1):
+    e = np.exp(x - np.max(x))
+    return np.nan_to_num(e / e.sum(axis=axis, keepdims=True))      # 0/0 replaced by 0
+
+
+def _softmax_finite_inf(x, axis=-1):
+    x = np.where(np.isneginf(x), -1e9, x)                # -inf replaced by a large negative number
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("wrong,hint", [
+    (_softmax_no_keepdims, "without keepdims=True"),
+    (_softmax_global_max_protected, "its exponentials underflowed"),
+    (_softmax_finite_inf, "replacing -inf by a large finite number"),
+    (_softmax_global_max, "maximum of the whole array"),
+])
+def test_softmax_review_mistakes(wrong, hint):
+    with np.errstate(all="ignore"):
+        fails_with(check.softmax_example, wrong, hint=hint)
+        fails_with(check.softmax, wrong, hint=hint)
+
+
+def test_softmax_example_is_not_square():
+    """A square example hides a forgotten keepdims behind the 'no max shift' hint."""
+    message = fails_with(check.softmax_example, _softmax_no_keepdims, hint="keepdims")
+    assert "softmax(example) raised ValueError" in message and "without subtracting" not in message
+
+
+_NP_ATTENTION_SOURCE = """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    weights = softmax(scores, axis=-1)
+    return weights @ v, weights
+"""
+
+
+def _attention_using(softmax_fn):
+    """A learner's notebook namespace: their attention calls their own softmax."""
+    namespace = {"np": np, "math": math, "softmax": softmax_fn}
+    exec(_NP_ATTENTION_SOURCE, namespace)                 # noqa: S102 - test fixture
+    return namespace["scaled_dot_product_attention"]
+
+
+@pytest.mark.parametrize("broken", [_softmax_no_keepdims, _softmax_finite_inf, _softmax_nan_rows])
+def test_attention_blames_a_broken_softmax(broken):
+    checks = [check.scaled_dot_product_attention]
+    if broken is _softmax_no_keepdims:                   # the example has no all-masked query
+        checks.append(check.scaled_dot_product_attention_example)
+    with np.errstate(all="ignore"):
+        for check_fn in checks:
+            message = fails_with(check_fn, _attention_using(broken), hint="softmax from exercise 1 fails")
+            assert message.startswith("your softmax from exercise 1")
+
+
+def test_attention_with_a_good_softmax_passes(capsys):
+    check.scaled_dot_product_attention_example(_attention_using(_copy(ref.softmax)))
+    check.scaled_dot_product_attention(_attention_using(_copy(ref.softmax)))
+    assert capsys.readouterr().err == ""
+
+
+def _np_variant(kind):
+    def scaled_dot_product_attention(q, k, v, mask=None):
+        d_k = q.shape[-1]
+        if kind == "torch_transpose":
+            kt = k.transpose(-2, -1)                     # a torch habit: a no-op on 2-D numpy
+        elif kind == "transpose_021":
+            kt = k.transpose(0, 2, 1)                    # only right for exactly 3 axes
+        else:
+            kt = np.swapaxes(k, -1, -2)
+        scale = {"float32_scale": 1 / np.sqrt(np.float32(d_k))}.get(kind, 1 / math.sqrt(d_k))
+        if kind == "eps_scale":
+            scale = 1 / math.sqrt(d_k + 1e-5)
+        scores = q @ kt * scale
+        if kind == "raises":
+            raise KeyError("something the learner did")
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        w = ref.softmax(scores, axis=-1)
+        if kind == "swapped":
+            return w, w @ v
+        return w @ v, w
+    return scaled_dot_product_attention
+
+
+@pytest.mark.parametrize("kind,hint", [
+    ("swapped", "output and weights are swapped"),
+    ("torch_transpose", "k.transpose(-2, -1) on a 2-D numpy array changes nothing"),
+    ("transpose_021", "k.transpose(0, 2, 1) fails unless"),
+    ("eps_scale", "right only to about float32 precision"),
+    ("raises", "raised KeyError: 'something the learner did'"),
+])
+def test_numpy_attention_review_mistakes(kind, hint):
+    fails_with(check.scaled_dot_product_attention_example, _np_variant(kind), hint=hint)
+    fails_with(check.scaled_dot_product_attention, _np_variant(kind), hint=hint)
+
+
+def test_exceptions_name_the_case():
+    message = fails_with(check.scaled_dot_product_attention_example, _np_variant("raises"), hint="")
+    assert message.startswith("scaled_dot_product_attention(example) raised KeyError")
+    with pytest.raises(CheckFailed) as info:
+        check.scaled_dot_product_attention(_np_variant("raises"))
+    assert isinstance(info.value.__cause__, KeyError)       # the original traceback stays chained
+
+
+def test_a_float32_scale_is_not_punished():
+    check.scaled_dot_product_attention_example(_np_variant("float32_scale"))
+    check.scaled_dot_product_attention(_np_variant("float32_scale"))
+
+    def attention_torch(q, k, v, mask=None):
+        scores = q @ k.transpose(-2, -1) / torch.sqrt(torch.tensor(q.shape[-1]))   # scale in float32
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -math.inf)
+        w = ref.softmax_torch(scores)
+        return w @ v, w
+
+    for _ in range(3):                                     # fresh random inputs each time
+        check.attention_torch_example(attention_torch)
+        check.attention_torch(attention_torch)
+
+
+def test_float64_tolerance_still_catches_the_smallest_listed_mistake():
+    """1/d_k instead of 1/sqrt(d_k) on GPT-2-like scores is about 3e-3 off: far outside TOL64."""
+    assert check.TOL64["atol"] <= 1e-6 and check.TOL64["rtol"] <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["aten", "aten_default", "math"])
+def test_torch_attention_cannot_hide_the_fused_kernel(name):
+    def attention_torch(q, k, v, mask=None):
+        w = ref.softmax_torch(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]))
+        if name == "aten":
+            out = torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif name == "aten_default":
+            out = torch.ops.aten.scaled_dot_product_attention.default(q, k, v, attn_mask=mask)
+        else:
+            out, w = torch._scaled_dot_product_attention_math(q, k, v, attn_mask=mask)
+        return out, w
+    fails_with(check.attention_torch_example, attention_torch, hint="a reference implementation")
+
+
+def test_a_float32_bias_is_accepted(capsys):
+    def mask_to_bias(mask):
+        return np.where(mask, 0.0, -np.inf).astype(np.float32)
+    check.padding_mask_example(_copy(ref.padding_mask), mask_to_bias)
+    check.padding_mask(_copy(ref.padding_mask), mask_to_bias)
+    assert capsys.readouterr().err == ""
+
+
+def test_qk_variance_building_the_full_matrix_fails_fast():
+    def qk_variance(d_k, n_samples=20_000, seed=0):
+        gen = np.random.default_rng(seed)
+        q, k = gen.standard_normal((n_samples, d_k)), gen.standard_normal((n_samples, d_k))
+        dots = np.diag(q @ k.T)                           # an n_samples x n_samples matrix
+        return float(dots.var()), float((dots / math.sqrt(d_k)).var())
+    fails_with(check.qk_variance_example, qk_variance, hint="(q * k).sum(axis=-1)")
+    fails_with(check.qk_variance, qk_variance, hint="do not build q @ k.T")
+
+
+class _NoAttention(nn.Module):
+    """The review's undeserved pass: embedding, max over time, linear; placeholder weights."""
+
+    def __init__(self, vocab_size, n_classes, d_model=32, softmax_out=False, weights_3d=False):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.classify = nn.Linear(d_model, n_classes)
+        self.softmax_out, self.weights_3d = softmax_out, weights_3d
+
+    def forward(self, x, return_weights=False):
+        logits = self.classify(self.embed(x).amax(dim=1))
+        if self.softmax_out:
+            logits = torch.softmax(logits, -1)
+        weights = torch.full(x.shape, 1.0 / x.shape[1])
+        if self.weights_3d:
+            weights = weights[:, None]
+        return (logits, weights) if return_weights else logits
+
+
+@pytest.fixture(scope="module")
+def trained_no_attention():
+    torch.manual_seed(0)
+    vocab = RecallVocab()
+    return _train(_NoAttention(vocab.size, vocab.n_symbols))
+
+
+def test_recall_without_attention_fails_the_hidden_check(trained_no_attention):
+    check.recall_model_example(trained_no_attention)        # accurate, and the weights have the right shape...
+    message = fails_with(check.recall_model, trained_no_attention, hint="the answer must come from attention")
+    assert "median weight" in message                        # ...but they do not pick out the symbol
+
+
+class _AttentionVariant(_RecallModel):
+    def __init__(self, vocab_size, n_classes, kind):
+        super().__init__(vocab_size, n_classes)
+        self.kind = kind
+
+    def forward(self, x, return_weights=False):
+        e = self.embed(x)
+        out, w = ref.attention(self.to_q(e[:, -1:]), self.to_k(e), self.to_v(e), need_weights=True)
+        logits = self.classify(out[:, 0])
+        if self.kind == "double_softmax":
+            logits = torch.softmax(logits, -1)
+        if self.kind == "weights_3d":
+            return (logits, w) if return_weights else logits
+        return (logits, w[:, 0]) if return_weights else logits
+
+
+@pytest.mark.parametrize("kind,hint", [
+    ("double_softmax", "not probabilities"),
+    ("weights_3d", "shape (B, T)"),
+])
+def test_recall_visible_check_reads_logits_and_weights(kind, hint):
+    vocab = RecallVocab()
+    model = _AttentionVariant(vocab.size, vocab.n_symbols, kind)
+    fails_with(check.recall_model_example, model, hint=hint)
+    fails_with(check.recall_model, model, hint=hint)
+
+
+def test_recall_model_with_a_position_table_names_the_case():
+    vocab = RecallVocab()
+
+    class Positional(_RecallModel):
+        def __init__(self):
+            super().__init__(vocab.size, vocab.n_symbols)
+            self.pos = nn.Embedding(30, 32)               # a table shorter than the hidden sequences
+
+    message = fails_with(check.recall_model, Positional(), hint="no position table")
+    assert "recall_model on 500 sequences at distance 50 raised IndexError" in message
+
+
+class _FirstPosition(nn.Module):
+    """Reads position 0 (where the symbol usually is), and says so in its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(17, 17)
+        with torch.no_grad():
+            self.embed.weight.copy_(10 * torch.eye(17))
+
+    def forward(self, x, return_weights=False):
+        logits = self.embed(x[:, 0])[:, :8]
+        weights = F.one_hot(torch.zeros(x.shape[0], dtype=torch.long), x.shape[1]).float()
+        return (logits, weights) if return_weights else logits
+
+
+def test_recall_model_reading_a_fixed_position():
+    check.recall_model_example(_FirstPosition())            # the visible example cannot tell...
+    fails_with(check.recall_model, _FirstPosition(), hint="reads a fixed position (position 0?)")

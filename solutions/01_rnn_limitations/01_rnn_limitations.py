@@ -142,6 +142,7 @@ check.rnn_forward(rnn_forward)
 # %%
 rng = np.random.default_rng(0)
 d_in, d_h = 3, 5
+# radius = the spectral radius of W_hh (largest |eigenvalue|); section 2 explains why it matters
 W_xh, W_hh, b = random_rnn_weights(d_in, d_h, radius=0.9, rng=rng)
 x_demo, h0_demo = rng.normal(size=(2, 6, d_in)), rng.normal(size=(2, d_h))
 
@@ -184,9 +185,9 @@ print("largest difference, last state:", np.abs(h_last_mine - h_n[0].numpy()).ma
 #   exponentially; with $\rho > 1$ it can explode — until the states saturate and the tanh factors
 #   pull it back down.
 #
-# Either way a fixed number of steps back, the gradient is almost useless: too small to move the
-# weights, or so large that training blows up (gradient clipping treats the second, nothing simple
-# treats the first).
+# Either way, once the signal has travelled more than a few dozen steps the gradient is almost useless:
+# either too small to move the weights, or so large that training blows up. Gradient clipping treats the
+# second; nothing simple treats the first.
 #
 # ### Exercise 2 (3 points): how far back does the last state look?
 # For **one** sequence (no batch axis), compute
@@ -200,6 +201,9 @@ print("largest difference, last state:", np.abs(h_last_mine - h_n[0].numpy()).ma
 # - **analytically**: run the forward pass, then multiply the $J_s$ above, newest on the left;
 # - **with autograd**: make the state `h` at step $T-d$ a tensor with `requires_grad=True`, run the
 #   remaining steps, and build the full Jacobian, e.g. with `torch.autograd.functional.jacobian`.
+#
+# Calling your `rnn_forward` from Exercise 1 is fine. If this test fails while your `rnn_forward` still
+# fails its own test, the message says so: fix Exercise 1 first.
 
 # %% nbgrader={"grade": false, "grade_id": "jacobian_norms", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -261,8 +265,9 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Read the curves. Every radius up to 1.5 gives a straight downward line: exponential decay. Even
-# $\rho = 1$ and $\rho = 1.5$ decay, because the factors $1 - h_s^2$ are below 1 whenever the states are
+# Read the curves. Radii 0.5 to 1 give nearly straight downward lines: exponential decay, faster for a
+# smaller radius. Even $\rho = 1$ decays, and so does $\rho = 1.5$ — more slowly and less regularly, down to
+# about $10^{-4}$ after 50 steps — because the factors $1 - h_s^2$ are below 1 whenever the states are
 # not exactly zero. Only the large radius grows — the exploding gradient — and it wobbles rather than
 # growing cleanly, because its saturated units contribute factors close to 0. The gradient survives 50
 # steps only on a knife edge, and training does not stay on it.
@@ -282,7 +287,7 @@ def draw_gradient_decay(radius=0.9, input_scale=1.0):
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.semilogy(d, norms, label="with tanh (the real RNN)")
     ax.semilogy(d, np.sqrt(16) * radius ** d, "--", label=r"$\sqrt{d_h}\,\rho^d$ (no tanh)")
-    ax.set_ylim(1e-12, 1e6)
+    ax.set_ylim(1e-30, 1e6)  # low enough for the decaying curves; radius^d above 1e6 is cut off
     ax.set_title(f"Gradient signal vs distance (spectral radius {radius:.2f}, input scale {input_scale:.1f})")
     ax.set_xlabel("distance d (steps)")
     ax.set_ylabel(r"$\|\partial h_T / \partial h_{T-d}\|_F$ (dimensionless)")
@@ -320,8 +325,12 @@ display(gradient_explorer)
 # ### Exercise 3 (3 points): the recall task generator
 # Write `make_recall_batch`. Draw **every** random number from the generator `rng` you are given
 # (that makes batches reproducible: the same seed gives the same batch), labels uniformly from the
-# symbols, noise uniformly from the noise ids. Remember that `rng.integers(low, high)` never returns
-# `high`.
+# symbols, noise uniformly from the noise ids — one draw per label and per noise token. Remember that
+# `rng.integers(low, high)` never returns `high`. For `distance < 1` raise `ValueError`.
+#
+# The test checks a small batch (printed), a smaller vocabulary (`RecallVocab(n_symbols=5, n_noise=3)`:
+# use the `vocab` you are given, not the numbers 8 and 16), 2000 sequences (every id must come up, about
+# equally often), that the same seed gives the same batch, and that `distance=0` raises `ValueError`.
 
 # %% nbgrader={"grade": false, "grade_id": "make_recall_batch", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def make_recall_batch(batch_size, distance, vocab=RecallVocab(), rng=None):
@@ -379,16 +388,23 @@ print(RecallRNN())
 #    **Adam** step with learning rate `lr`;
 # 4. record `loss.item()`.
 #
-# The test trains a fresh model at a short distance with your function and measures its accuracy
-# on new sequences: it must reach at least 0.9. Expect a few seconds.
+# The test watches your loop through a hook on the model it passes in, which records every batch the
+# model is given and its weights at that moment. A few short runs check that you take exactly `steps`
+# steps of `batch_size` fresh sequences, that the batches depend on `seed` (same seed, same batches), that
+# each recorded loss is the cross-entropy of that step, and that the weights change exactly as Adam with
+# learning rate `lr` would change them (clipping or not makes no visible difference). Then it trains a fresh
+# model at a short distance and measures its accuracy on new sequences: it must reach at least 0.9. Expect
+# a few seconds. Your loop uses your `make_recall_batch`: if this test fails while Exercise 3 still fails
+# its own test, the message says so — fix that one first.
 
 # %% nbgrader={"grade": false, "grade_id": "train_recall_rnn", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def train_recall_rnn(model, distance, steps=200, batch_size=64, lr=1e-2, seed=0):
     """Train `model` (x: (B, T) int64 -> logits (B, n_symbols)) on recall batches at `distance`.
 
-    Uses Adam with learning rate `lr`, `steps` steps of `batch_size` fresh sequences each,
-    data drawn from np.random.default_rng(seed). Trains in place.
-    Returns a list of `steps` floats: the training loss of each step, in order.
+    Optimiser: torch.optim.Adam(model.parameters(), lr=lr), created once (default betas, no weight decay).
+    `steps` steps, each on `batch_size` fresh sequences from make_recall_batch, all drawn from one
+    generator np.random.default_rng(seed); loss: cross-entropy of the logits against the labels.
+    Trains in place. Returns a list of `steps` floats: the training loss of each step, in order.
     """
     ### BEGIN SOLUTION
     torch.manual_seed(seed)
@@ -465,7 +481,7 @@ plt.show()
 # %% [markdown]
 # At short distances the RNN learns the task almost perfectly. As the distance grows the loss stays
 # stuck at $\ln 8$, the loss of guessing: the gradient that should tell the first step "your token was
-# the answer" has to cross every step in between, and by section 2 it arrives too weak to learn from.
+# the answer" has to cross every step in between, and, as section 2 showed, it arrives too weak to learn from.
 # (With a much larger budget, careful initialisation or gated cells such as LSTMs, an RNN gets further
 # — but the cost keeps growing with the distance. Notebook 02 solves the same task at every distance,
 # because attention connects the query to the symbol in one step.)
@@ -518,7 +534,8 @@ plt.show()
 # Write `measure_time(fn, lengths, repeats)`: for each length `L`, call `fn(L)` exactly `repeats` times,
 # time each call with `time.perf_counter()`, and keep the **median** (a single slow call — another
 # program waking up, a cache miss — moves the mean but not the median). Return the medians in seconds,
-# one per length, in the order given. The test uses a fake `fn` that sleeps a known time.
+# one per length, in the order given. The test uses a fake `fn` whose calls take different, known times
+# (one slow call per length): only the median gives the expected numbers.
 
 # %% nbgrader={"grade": false, "grade_id": "measure_time", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def measure_time(fn, lengths, repeats=5):
@@ -551,52 +568,74 @@ check.measure_time(measure_time)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Now time three ways of processing a batch of 16 sequences with 64 features, as the length grows:
+# Now time three ways of reading **one** sequence of 64-dimensional vectors, as the length $T$ grows:
 #
-# - **your numpy RNN** — a Python loop over time;
-# - **`torch.nn.RNN`** — the same recurrence, with its loop in compiled code;
+# - **your numpy RNN** — a Python loop over time: $T$ sequential steps;
+# - **`torch.nn.RNN`** — the same recurrence, its loop in compiled code: still $T$ sequential steps;
 # - **no recurrence**: one matrix product applied to all positions at once, $\tanh(x W_{xh}^\top + b)$
-#   — the same arithmetic as the RNN's input term, but no step waits for another. This is the kind of
-#   work attention layers are made of.
+#   — the same arithmetic as the RNN's input term, but no position waits for another: **1 step**. This is
+#   the kind of work attention layers are made of.
+#
+# Each function is called once per length before timing (a warm-up: the first call pays for memory
+# allocation and caches), then 9 times; the plot shows the medians. One sequence, not a batch: reading a
+# single input is where waiting for each step hurts most.
 
 # %%
-batch, width = 16, 64
-lengths = [32, 64, 128, 256, 512, 1024]
+width = 64
+lengths = [16, 32, 64, 128, 256, 512, 1024]
 rng = np.random.default_rng(4)
 Wx_t, Wh_t, b_t = random_rnn_weights(width, width, radius=0.9, rng=rng)
-inputs = {L: rng.normal(size=(batch, L, width)) for L in lengths}
-h0_t = np.zeros((batch, width))
+inputs = {L: rng.normal(size=(1, L, width)) for L in lengths}  # (batch 1, T, width)
+h0_t = np.zeros((1, width))
 torch_rnn_t = torch.nn.RNN(width, width, batch_first=True, dtype=torch.float64)
 inputs_torch = {L: torch.from_numpy(v) for L, v in inputs.items()}
 
+methods = {
+    "your numpy RNN (T sequential steps)": lambda L: rnn_forward(inputs[L], h0_t, Wx_t, Wh_t, b_t),
+    "torch.nn.RNN (T sequential steps)": lambda L: torch_rnn_t(inputs_torch[L]),
+    "all positions at once (1 step)": lambda L: np.tanh(inputs[L] @ Wx_t.T + b_t),
+}
 timings = {}
 with torch.no_grad():
-    for name, fn in tqdm([
-        ("your numpy RNN (loop over time)", lambda L: rnn_forward(inputs[L], h0_t, Wx_t, Wh_t, b_t)),
-        ("torch.nn.RNN", lambda L: torch_rnn_t(inputs_torch[L])),
-        ("all positions at once (no recurrence)", lambda L: np.tanh(inputs[L] @ Wx_t.T + b_t)),
-    ], desc="timing"):
-        timings[name] = measure_time(fn, lengths, repeats=5)
+    for name, fn in tqdm(methods.items(), desc="timing"):
+        for L in lengths:  # warm-up, not timed
+            fn(L)
+        timings[name] = np.asarray(measure_time(fn, lengths, repeats=9))
 
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, (ax_total, ax_token) = plt.subplots(1, 2, figsize=(12, 4))
 for name, seconds in timings.items():
-    ax.plot(lengths, 1000 * np.asarray(seconds), "o-", label=name)
-ax.set_title(f"Forward pass time vs sequence length (batch {batch}, width {width}, CPU)")
-ax.set_xlabel("sequence length T (tokens)")
-ax.set_ylabel("median time per forward pass (ms)")
-ax.legend()
+    ax_total.loglog(lengths, 1000 * seconds, "o-", label=name)
+    ax_token.plot(lengths, 1e6 * seconds / np.array(lengths), "o-", label=name)
+ax_total.set_title("Time of one forward pass (log-log)")
+ax_total.set_xlabel("sequence length T (tokens)")
+ax_total.set_ylabel("median time per forward pass (ms)")
+ax_total.legend()
+ax_token.set_xscale("log", base=2)
+ax_token.set_ylim(bottom=0)
+ax_token.set_title("Time per token: the cost of one sequential step")
+ax_token.set_xlabel("sequence length T (tokens)")
+ax_token.set_ylabel("median time / T (µs per token)")
+fig.suptitle(f"Reading one sequence of width {width} on this CPU")
+fig.tight_layout()
 plt.show()
 for name, seconds in timings.items():
-    per_step = 1e6 * np.asarray(seconds) / np.array(lengths)
-    print(f"{name:40s} microseconds per token: {per_step.round(2)}")
+    per_token = 1e6 * seconds / np.array(lengths)
+    print(f"{name:38s} µs per token: {per_token.round(1)}")
 
 # %% [markdown]
-# Both RNNs grow in a straight line: a fixed cost per step, paid $T$ times in sequence. The
-# position-wise product does the RNN's input arithmetic for all positions at once. On a 2-core CPU that is
-# only a few times faster, because there is little parallel hardware to use; on a GPU the gap becomes
-# large, because all $T$ positions run side by side while the RNN's $T$ dependent steps give the extra
-# cores nothing to do. (Attention is not free either — comparing every position with every other costs
-# $T^2$; notebooks 08 and 10 deal with that.)
+# **What to see.** On the left all three lines rise with slope 1: on a 2-core CPU there is little
+# parallel hardware, so every method does its arithmetic more or less in turn and doubling $T$ doubles the
+# time. The right panel shows what that time is made of. Both RNNs pay a roughly **fixed price per token**
+# — one sequential step, several microseconds of overhead and a small matrix product — and they must pay it
+# $T$ times in a row, because step $t$ cannot start before step $t-1$ has finished. The position-wise
+# product does the same input arithmetic for all $T$ positions in **one** step and costs several times
+# less per token even here. (Timings on a shared machine are noisy: expect the lines to wiggle by tens of
+# percent, not the gap between them to close.)
+#
+# On a GPU the contrast grows: the one-step computation runs all $T$ positions side by side, so its time
+# barely moves until the hardware is full, while the RNN's $T$ dependent steps give the extra cores nothing
+# to do and its time keeps growing like $T$. (Attention is not free either — comparing every position
+# with every other costs $T^2$ work; notebooks 08 and 10 deal with that.)
 #
 # ## Summary
 #

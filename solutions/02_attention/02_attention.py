@@ -129,7 +129,8 @@ with np.errstate(over="ignore", invalid="ignore"):
 # ### Exercise 1: a numerically stable softmax (2 points)
 #
 # Write `softmax(x, axis=-1)` for numpy arrays of any shape. It must
-# - subtract the maximum along `axis` before exponentiating;
+# - subtract the maximum along `axis` before exponentiating, taking both the max and the sum with
+#   `keepdims=True` so that they broadcast back against `x` (the test example is 4 x 5, not square);
 # - return zeros (not NaN) for a slice that is entirely `-inf`;
 # - leave its input unchanged (compute `x - m` into a new array rather than `x -= m`).
 
@@ -182,7 +183,7 @@ series["largest |d w_i / d x_j|"] = largest_jacobian
 fig, ax = plot_lines(factors, series, xlabel="factor c multiplying the logits (log scale)",
                      ylabel="softmax weight / derivative (unitless)",
                      title="Softmax of c · logits saturates as c grows", logx=True, markers=False,
-                     styles={"largest |d w_i / d x_j|": "k--"})
+                     styles={"largest |d w_i / d x_j|": "k--"}, legend_outside=True)
 plt.show()
 
 # %% [markdown]
@@ -210,9 +211,11 @@ plt.show()
 # %% [markdown]
 # ### Exercise 2: attention in numpy (3 points)
 #
-# Write `scaled_dot_product_attention(q, k, v, mask=None)` returning `(output, weights)`.
-# Allow any leading axes (for example a batch axis): transpose only the last two axes of `k`,
-# with `np.swapaxes(k, -1, -2)`. Use your `softmax` from exercise 1.
+# Write `scaled_dot_product_attention(q, k, v, mask=None)` returning `(output, weights)`, in that
+# order. Allow any leading axes (for example a batch axis): transpose only the last two axes of `k`,
+# with `np.swapaxes(k, -1, -2)` (numpy's `k.transpose(-2, -1)` is not torch's: it takes the order of
+# *all* axes, so on a 2-D array it changes nothing). Compute the scale as `math.sqrt(d_k)`. Use your
+# `softmax` from exercise 1 (if it fails its own test, this one fails too).
 
 # %% nbgrader={"grade": false, "grade_id": "scaled_dot_product_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -252,9 +255,10 @@ check.scaled_dot_product_attention(scaled_dot_product_attention)
 #
 # Here is self-attention on a made-up sentence: each word gets a random 16-dimensional
 # embedding, and that embedding serves as its query, its key and its value at once. A word's
-# query matches its own key best (a vector's dot product with itself is its squared length), so
-# the diagonal lights up, and the two copies of "the" share one embedding, so each attends to
-# both. In a trained transformer, learned projections decide who attends to whom; section 7
+# query usually matches its own key best: its dot product with itself is its squared length, about
+# 16, while random 16-dimensional vectors are nearly orthogonal, so their dot products with other
+# words scatter around 0 (standard deviation about 4; section 4 measures exactly this). So the
+# diagonal lights up, and the two copies of "the" share one embedding, so each attends to both. In a trained transformer, learned projections decide who attends to whom; section 7
 # trains one.
 
 # %%
@@ -294,7 +298,9 @@ plt.show()
 # Check the argument empirically. Draw `n_samples` pairs of vectors $q, k \in \mathbb{R}^{d_k}$
 # with independent standard-normal entries from `np.random.default_rng(seed)`, compute the
 # `n_samples` dot products, and return the variance of the raw dot products and the variance
-# of the dot products divided by $\sqrt{d_k}$. Vectorise: no Python loop over samples.
+# of the dot products divided by $\sqrt{d_k}$. Vectorise: no Python loop over samples. Multiply
+# `q * k` elementwise and sum over the last axis; do not use `q @ k.T`, which would build an
+# `n_samples x n_samples` matrix (3.2 GB for 20,000 samples) to use only its diagonal.
 
 # %% nbgrader={"grade": false, "grade_id": "qk_variance", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def qk_variance(d_k, n_samples=20_000, seed=0):
@@ -412,9 +418,10 @@ plt.show()
 # ### Exercise 4: batched attention in PyTorch (3 points)
 #
 # Write `attention_torch(q, k, v, mask=None)` returning `(output, weights)` as torch tensors,
-# for inputs with any number of leading axes. Compute it yourself (the hidden test compares
-# your result, and its gradients, with `F.scaled_dot_product_attention`, so calling that
-# would test nothing and fails the exercise).
+# for inputs with any number of leading axes, keeping their dtype (scale by `math.sqrt(d_k)`, a
+# Python float). Compute it yourself (the hidden test compares your result, and its gradients,
+# with `F.scaled_dot_product_attention`, so calling that, under any name, would test nothing and
+# fails the exercise).
 
 # %% nbgrader={"grade": false, "grade_id": "attention_torch", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def attention_torch(q, k, v, mask=None):
@@ -602,9 +609,12 @@ plt.show()
 # %% [markdown]
 # ### Exercise 7: a one-layer attention model for recall (4 points)
 #
-# Complete `RecallAttention`. Training follows in the next cell (a few seconds); the test
-# evaluates your trained `recall_model` on fresh sequences and needs at least 95% accuracy at
-# distances 50 and 200 (the training cell below uses distances up to 64).
+# Complete `RecallAttention`. `forward` returns logits (the raw output of the last linear layer,
+# not probabilities: `F.cross_entropy` applies the softmax itself); with `return_weights=True` it
+# also returns the query position's attention weights, shape $(B, T)$. Training follows in the
+# next cell (a few seconds); the test evaluates your trained `recall_model` on fresh sequences and
+# needs at least 95% accuracy at distances 50 and 200 (the training cell below uses distances up
+# to 64), with the query position's weights picking out the symbol, wherever it is.
 
 # %% nbgrader={"grade": false, "grade_id": "recall_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class RecallAttention(nn.Module):
@@ -663,7 +673,7 @@ recall_model = None               # so that the test below can say what is missi
 torch.manual_seed(0)
 recall_model = RecallAttention(vocab.size, vocab.n_symbols).to(device)
 recall_losses = train_recall(recall_model)
-fig, ax = plot_loss(recall_losses, title="Training the one-layer attention model on recall", smooth=20)
+fig, ax = plot_loss(recall_losses, title="Training the one-layer attention model on recall", smooth=10)
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "recall_model_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
@@ -691,16 +701,18 @@ with torch.no_grad():
     _, example_weights = recall_model(torch.from_numpy(x).to(device), return_weights=True)
 recall_model.train()
 
-fig, (ax_acc, ax_w) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
-plot_lines(distances, {"one-layer attention": accuracies, "chance (1/8)": [1 / vocab.n_symbols] * len(distances)},
-           xlabel="distance between symbol and query (tokens, log scale)", ylabel="accuracy",
-           title="Recall accuracy does not decay with distance", logx=True, ax=ax_acc,
-           styles={"chance (1/8)": "k:"})
+fig, ax_acc = plot_lines(
+    distances, {"one-layer attention": accuracies, "chance (1/8)": [1 / vocab.n_symbols] * len(distances)},
+    xlabel="distance between symbol and query (tokens, log scale)", ylabel="accuracy",
+    title="Recall accuracy does not decay with distance", logx=True, styles={"chance (1/8)": "k:"})
 ax_acc.set_ylim(0, 1.05)
+plt.show()
+
 token_names = [f"S{t}" if t < vocab.n_symbols else ("Q" if t == vocab.query else f"n{t}") for t in x[0]]
-plot_attention(example_weights.cpu().numpy(), ["query"], token_names, ax=ax_w,
-               title=f"Where the query looks (answer: S{y[0]})")
+fig, ax_w = plot_attention(example_weights.cpu().numpy(), ["query"], token_names,
+                           title=f"Where the query looks (answer: S{y[0]})")
 ax_w.set_xlabel("key token (S = symbol, n = noise, Q = query marker)")
+ax_w.set_ylabel("")
 fig.tight_layout()
 plt.show()
 

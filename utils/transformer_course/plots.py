@@ -54,7 +54,8 @@ def plot_attention(
         raise ValueError(f"plot_attention takes one (n_q, n_k) matrix, got shape {w.shape}")
     n_q, n_k = w.shape
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(1.0 + 0.55 * n_k, 12), min(1.0 + 0.45 * n_q, 10)))
+        # at least 2.6 inches tall: a single query row still leaves room for the title and key labels
+        fig, ax = plt.subplots(figsize=(min(1.5 + 0.55 * n_k, 12), min(max(2.6, 1.6 + 0.45 * n_q), 10)))
     else:
         fig = ax.figure
     if vmax is None:
@@ -121,15 +122,17 @@ def plot_lines(
     ax: plt.Axes | None = None,
     markers: bool = True,
     styles: Mapping[str, str] | None = None,
+    legend_outside: bool = False,
 ):
     """One line per entry of ``series`` against ``x``, with a legend.
 
     ``logx``/``logy`` give log axes (a power law ``y = c x^p`` is then a straight
     line of slope ``p``).  ``styles`` maps a series name to a matplotlib format
-    string such as ``"k--"``.  Returns ``(fig, ax)``.
+    string such as ``"k--"``.  ``legend_outside`` puts the legend to the right of
+    the axes, where it cannot cover a curve.  Returns ``(fig, ax)``.
     """
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(9, 4) if legend_outside else (6, 4))
     else:
         fig = ax.figure
     xs = _as_numpy(x)
@@ -145,7 +148,11 @@ def plot_lines(
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both" if (logx or logy) else "major", alpha=0.3)
     if len(series) > 1:
-        ax.legend()
+        if legend_outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+            fig.tight_layout()
+        else:
+            ax.legend()
     return fig, ax
 
 
@@ -157,14 +164,18 @@ def plot_loss(
     smooth: int = 0,
     ax: plt.Axes | None = None,
 ):
-    """A training curve; ``smooth > 1`` overlays a moving average over that many steps.
+    """A training curve; ``smooth > 1`` overlays a centred moving average over that many steps.
 
-    Returns ``(fig, ax)``.
+    The average at step ``t`` is taken over the window centred on ``t`` (so it does not lag
+    behind the curve); the first and last ``smooth // 2`` steps, which have no full window,
+    are left out.  Returns ``(fig, ax)``.
     """
     y = _as_numpy(losses)
     series = {"loss": y}
     if smooth > 1 and len(y) >= smooth:
         kernel = np.ones(smooth) / smooth
-        avg = np.convolve(y, kernel, mode="valid")
-        series = {"loss": y, f"moving average ({smooth} steps)": np.concatenate([np.full(smooth - 1, np.nan), avg])}
+        avg = np.convolve(y, kernel, mode="valid")                 # len(y) - smooth + 1 windows
+        left = (smooth - 1) // 2
+        centred = np.concatenate([np.full(left, np.nan), avg, np.full(smooth - 1 - left, np.nan)])
+        series = {"loss": y, f"centred moving average ({smooth} steps)": centred}
     return plot_lines(np.arange(len(y)), series, xlabel, ylabel, title, markers=False, ax=ax)

@@ -14,6 +14,7 @@ attention); a learner's function that delegates to them fails.
 from __future__ import annotations
 
 import math
+import tracemalloc
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from .. import attention as ref
 from ..data import RecallVocab, make_recall_batch
-from .core import CheckFailed, as_numpy, call, expect_finite, expect_shape, fail, matches, passed
+from .core import CheckFailed, as_numpy, call, expect_close, expect_finite, expect_shape, fail, matches, passed
 
 __all__ = [
     "softmax_example", "softmax",
@@ -44,6 +45,24 @@ HINT_NO_SHIFT = (
 HINT_GLOBAL_MAX = (
     "you subtracted the maximum of the whole array, not of each row: a row far below the global "
     "maximum underflows to all zeros and 0/0 = NaN. Take the max along `axis` with keepdims=True."
+)
+HINT_KEEPDIMS = (
+    "the max or the sum was taken without keepdims=True: np.max(x, axis=axis) drops that axis, so "
+    "`x - m` and `e / total` no longer line up row by row (numpy then raises a broadcasting error, or, "
+    "for a square array, silently pairs row i with column i). Write np.max(x, axis=axis, keepdims=True) "
+    "and np.sum(e, axis=axis, keepdims=True)."
+)
+HINT_ROW_UNDERFLOW = (
+    "a row that has finite entries came out all zeros: its exponentials underflowed to 0. That happens "
+    "when the shift is not the row's OWN maximum (the maximum of the whole array, say): a row far below "
+    "it gives exp(-1000) = 0 everywhere. Subtract np.max(x, axis=axis, keepdims=True); then every row's "
+    "largest term is exp(0) = 1."
+)
+HINT_ALL_INF_FINITE = (
+    "a slice that is entirely -inf must give all zeros (the query looks at nothing), but yours gives "
+    "other values, uniform weights for instance: replacing -inf by a large finite number such as -1e9 "
+    "makes every entry of such a row equal, and softmax spreads the weight evenly. Keep -inf, shift an "
+    "all -inf row by 0 (m = where(isfinite(m), m, 0)), and divide by 1 where the sum is 0."
 )
 HINT_AXIS = (
     "weights do not sum to 1 along the key axis: softmax over the wrong dimension? Both the max "
@@ -90,8 +109,24 @@ HINT_EMPTY_ROWS = (
     "uniformly), and use a softmax that returns 0 for an all -inf row."
 )
 HINT_TRANSPOSE = (
-    "use k.swapaxes(-1, -2) (numpy) or k.transpose(-2, -1) (torch) to transpose only the last two "
-    "axes; k.T reverses every axis of a batched array."
+    "transpose only the last two axes of k: np.swapaxes(k, -1, -2) in numpy, k.transpose(-2, -1) in "
+    "torch. k.T reverses every axis of a batched array, and numpy's k.transpose(...) takes the full "
+    "order of ALL axes: k.transpose(-2, -1) on a 2-D numpy array changes nothing, and "
+    "k.transpose(0, 2, 1) fails unless k has exactly 3 axes."
+)
+HINT_SWAPPED = (
+    "output and weights are swapped: return `output, weights` in that order, output = weights @ v "
+    "of shape (..., n_q, d_v) first, then the weights of shape (..., n_q, n_k)."
+)
+HINT_FLOAT32 = (
+    "your numbers are right only to about float32 precision (1e-6 relative or worse) although the inputs "
+    "are float64: something in your computation is float32 or slightly off, for instance a scale "
+    "computed as torch.sqrt(torch.tensor(d_k)), np.sqrt(np.float32(d_k)) or sqrt(d_k + eps). "
+    "Use math.sqrt(d_k), a Python float, which keeps the inputs' precision."
+)
+HINT_SOFTMAX_FIRST = (
+    "your softmax from exercise 1 fails its checks, and scaled_dot_product_attention uses it: fix "
+    "softmax first (run its test cell), then run this cell again."
 )
 HINT_CAUSAL_TRIANGLE = (
     "causal mask on the wrong triangle: query i may attend to keys j <= i (the past and itself), "
@@ -135,6 +170,29 @@ HINT_NOT_TENSOR = (
     "return torch tensors, not numpy arrays: the model at the end of the notebook needs the result "
     "to stay on the autograd graph (and on the inputs' device)."
 )
+HINT_ANY_LENGTH = (
+    "the model must accept any length: no position table (nn.Embedding over positions) and no "
+    "hard-coded sequence length; the hidden test runs sequences of 51 to 201 tokens."
+)
+HINT_FIXED_POSITION = (
+    "your model reads a fixed position (position 0?): it is accurate while the symbol sits at the start "
+    "but not when the symbol is moved. Classify from the last (query) position's attention output, "
+    "with scores that depend only on token content."
+)
+HINT_NOT_LOGITS = (
+    "return logits, the raw scores of the final nn.Linear, not probabilities: F.cross_entropy applies "
+    "its own (log-)softmax, so a softmax inside the model is applied twice."
+)
+HINT_WEIGHTS = (
+    "with return_weights=True, forward returns (logits, weights) where weights are the attention "
+    "weights of the last (query) position over all T tokens, shape (B, T): if attention_torch gives "
+    "(B, 1, T) for a single query, take weights[:, 0]."
+)
+HINT_USE_ATTENTION = (
+    "the answer must come from attention: the query position's weights should pick out the symbol. "
+    "Compute a query from the last position and keys and values from every position, attend with "
+    "attention_torch, classify its output, and return its weights (not a placeholder)."
+)
 HINT_NO_GRAD = (
     "your output is not connected to the inputs' autograd graph: did you go through numpy, call "
     ".detach()/.item(), or build a new tensor with torch.tensor(...)? Use torch operations only."
@@ -144,22 +202,52 @@ HINT_NO_GRAD = (
 # ------------------------------------------------------------- integrity ---
 
 _SDPA = F.scaled_dot_product_attention
+
+
+def _fused_attentions() -> list[tuple[Any, str]]:
+    """torch's fused attention under each name a learner might reach it by."""
+    found: list[tuple[Any, str]] = [(_SDPA, "torch.nn.functional.scaled_dot_product_attention")]
+    for name in ("scaled_dot_product_attention", "_scaled_dot_product_attention_math"):
+        packet = getattr(torch.ops.aten, name, None)
+        for op in (packet, getattr(packet, "default", None)):
+            inner = getattr(op, "_op", None)
+            if inner is not None:
+                found.append((inner, f"torch.ops.aten.{name}"))
+    math_fn = getattr(torch, "_scaled_dot_product_attention_math", None)
+    if math_fn is not None:
+        found.append((math_fn, "torch._scaled_dot_product_attention_math"))
+    return found
+
+
+_FUSED = _fused_attentions()
 _SOFTMAXES = ("softmax", "softmax_torch")
 _ATTENTIONS = ("scaled_dot_product_attention", "attention")
 _MASKS = ("causal_mask", "padding_mask", "mask_to_bias")
+TOL64 = dict(atol=1e-7, rtol=1e-6)    # float64: far below every listed mistake, above a float32 scale
+TOL32 = dict(atol=2e-5, rtol=1e-4)
 
 
 def _run(fn: Callable, *args: Any, what: str, forbid: Iterable[str] = (), forbid_sdpa: bool = False,
-         **kwargs: Any) -> Any:
+         explain: Callable[[Exception], str | None] | None = None, **kwargs: Any) -> Any:
     """Call the learner's ``fn``; fail if it hands the exercise to the reference.
 
     ``forbid`` names the reference functions that *are* the exercise; others (the
-    reference softmax inside one's attention, say) are fair to reuse.
+    reference softmax inside one's attention, say) are fair to reuse.  An exception
+    raised by the learner's code becomes a failure that names the case (``what``)
+    and keeps the original type and message (and, chained, its traceback);
+    ``explain`` may map it to a hint.
     """
-    forbidden = [getattr(ref, name) for name in forbid]
+    forbidden: list[Any] = [getattr(ref, name) for name in forbid]
     if forbid_sdpa:
-        forbidden.append((_SDPA, "torch.nn.functional.scaled_dot_product_attention"))
-    return call(fn, *args, what=what, forbid=forbidden, **kwargs)
+        forbidden += _FUSED
+    try:
+        return call(fn, *args, what=what, forbid=forbidden, **kwargs)
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything the learner's code raises
+        hint = explain(exc) if explain is not None else None
+        message = f"{what} raised {type(exc).__name__}: {exc}"
+        raise CheckFailed(f"{message}\nHint: {hint}" if hint else message) from exc
 
 
 def _diagnose(actual: np.ndarray, mistakes: Iterable[tuple[str, Any]], what: str,
@@ -181,24 +269,11 @@ def _fresh_rng() -> np.random.Generator:
 
 def _compare(actual: np.ndarray, expected: np.ndarray, what: str, atol: float, rtol: float,
              mistakes: Sequence[tuple[str, Any]] = (), hint: str | None = None) -> None:
-    """Like ``core.expect_close`` but with an ordered list of mistakes and NaN diagnosis."""
+    """``core.expect_close`` with an ordered list of mistakes (one hint may name several)."""
     if matches(actual, expected, atol=atol, rtol=rtol):
         return
     _diagnose(actual, mistakes, what, atol, rtol)
-    a64, e64 = actual.astype(np.float64), np.asarray(expected, dtype=np.float64)
-    if a64.shape != e64.shape:
-        fail(f"{what} has shape {a64.shape}, expected {e64.shape}.", hint)
-    bad_nan = np.isnan(a64) & ~np.isnan(e64)
-    if bad_nan.any():
-        first = tuple(int(i) for i in np.argwhere(bad_nan)[0])
-        fail(f"{what} has NaN where the reference has numbers (first at index {first}).", hint)
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(a64 - e64)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
-    fail(f"{what} does not match the reference: largest difference {float(diff[worst]):.3g} at index "
-         f"{tuple(int(i) for i in worst)} (yours {a64[worst]!r}, expected {e64[worst]!r}; "
-         f"tolerance atol={atol:g}, rtol={rtol:g}).", hint)
+    expect_close(actual, expected, what, atol=atol, rtol=rtol, hint=hint)
 
 
 # -------------------------------------------------------- 1. softmax ---
@@ -222,25 +297,54 @@ def _plain_shift_softmax(x: np.ndarray, axis: int) -> np.ndarray:
         return e / e.sum(axis=axis, keepdims=True)
 
 
+def _no_keepdims_softmaxes(x: np.ndarray, axis: int) -> list[np.ndarray]:
+    """Softmax with keepdims forgotten on the max, the sum or both, where numpy broadcasts it."""
+    out = []
+    for keep_max, keep_sum in ((False, True), (True, False), (False, False)):
+        for protect in (True, False):
+            try:
+                with np.errstate(all="ignore"):
+                    m = np.max(x, axis=axis, keepdims=keep_max)
+                    if protect:
+                        m = np.where(np.isfinite(m), m, 0.0)
+                    e = np.exp(x - m)
+                    total = np.sum(e, axis=axis, keepdims=keep_sum)
+                    out.append(e / (np.where(total == 0, 1.0, total) if protect else total))
+            except ValueError:
+                pass
+    return out
+
+
+def _softmax_explain(exc: Exception) -> str | None:
+    if isinstance(exc, ValueError) and "broadcast" in str(exc):
+        return HINT_KEEPDIMS
+    return None
+
+
 def _check_softmax_case(fn: Callable, x: np.ndarray, axis: int | None, label: str) -> None:
     what = f"softmax({label})"
     original = x.copy()
-    out = _run(fn, x, what=what, forbid=_SOFTMAXES) if axis is None else \
-        _run(fn, x, axis=axis, what=what, forbid=_SOFTMAXES)
+    kwargs = {} if axis is None else {"axis": axis}
+    out = _run(fn, x, what=what, forbid=_SOFTMAXES, explain=_softmax_explain, **kwargs)
     axis = -1 if axis is None else axis
     if not np.array_equal(x, original, equal_nan=True):
         fail(f"{what} changed its input array in place.",
              "compute `x - m` into a new array instead of `x -= m`: the caller's scores must not change.")
-    arr = expect_shape(out, x.shape, what, hint="softmax keeps the shape of its input.")
+    arr = as_numpy(out, what)
+    if arr.shape != x.shape:
+        fail(f"{what} has shape {arr.shape}, expected {x.shape}.",
+             HINT_KEEPDIMS if arr.ndim > x.ndim else "softmax keeps the shape of its input.")
     expected = ref.softmax(x, axis=axis)
-    if matches(arr, expected, atol=1e-8, rtol=1e-6):
+    tol = dict(atol=1e-8, rtol=1e-6)
+    if matches(arr, expected, **tol):
         return
     mistakes = [(HINT_ALL_INF, _plain_shift_softmax(x, axis)),
                 (HINT_NO_SHIFT, _naive_softmax(x, axis)),
                 (HINT_GLOBAL_MAX, _global_max_softmax(x, axis))]
+    mistakes += [(HINT_KEEPDIMS, wrong) for wrong in _no_keepdims_softmaxes(x, axis)]
     mistakes += [(HINT_AXIS, ref.softmax(x, axis=other)) for other in range(x.ndim)
                  if other != axis % x.ndim]
-    _diagnose(arr, mistakes, what, atol=1e-8, rtol=1e-6)
+    _diagnose(arr, mistakes, what, **tol)
     a64 = arr.astype(np.float64)
     with np.errstate(invalid="ignore"):
         empty = np.all(np.isneginf(x), axis=axis, keepdims=True)          # all -inf slices
@@ -251,18 +355,27 @@ def _check_softmax_case(fn: Callable, x: np.ndarray, axis: int | None, label: st
         fail(f"{what} contains NaN or inf.",
              HINT_NO_SHIFT if np.nanmax(np.abs(np.where(np.isfinite(x), x, 0))) > 100 else None)
     sums = a64.sum(axis=axis, keepdims=True)
+    if np.any(sums[~empty] == 0):
+        fail(f"{what}: a slice with finite entries came out all zeros "
+             f"({int(np.sum(sums[~empty] == 0))} of them).", HINT_ROW_UNDERFLOW)
     if not np.allclose(sums[~empty], 1.0, atol=1e-6):
         fail(f"{what}: the result does not sum to 1 along axis={axis} "
              f"(sums range from {sums[~empty].min():.4g} to {sums[~empty].max():.4g}).", HINT_AXIS)
-    _compare(arr, expected, what, atol=1e-8, rtol=1e-6)
+    if empty.any() and matches(a64[~empty_b], expected[~empty_b], **tol):
+        fail(f"{what} is right except for the slices that are entirely -inf "
+             f"(yours sum to {float(sums[empty].max()):.4g} there, expected all zeros).", HINT_ALL_INF_FINITE)
+    _compare(arr, expected, what, **tol)
+
+
+_SOFTMAX_EXAMPLE = np.array([[0.0, 1.0, 2.0, 3.0, 4.0],
+                             [1000.0, 1001.0, 1002.0, 1001.0, 1000.0],
+                             [-np.inf, 0.0, -np.inf, 0.0, 1.0],
+                             [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf]])
 
 
 def softmax_example(fn: Callable) -> None:
-    """Visible check: ordinary logits, huge logits, a partly and a fully masked row."""
-    x = np.array([[0.0, 1.0, 2.0, 3.0],
-                  [1000.0, 1000.0, 1000.0, 1000.0],
-                  [-np.inf, 0.0, -np.inf, 0.0],
-                  [-np.inf, -np.inf, -np.inf, -np.inf]])
+    """Visible check: ordinary logits, huge logits, a partly and a fully masked row (4 x 5)."""
+    x = _SOFTMAX_EXAMPLE.copy()
     try:
         _check_softmax_case(fn, x, None, "example")
     except CheckFailed as exc:
@@ -273,23 +386,46 @@ def softmax_example(fn: Callable) -> None:
     passed("softmax (worked example)")
 
 
-def softmax(fn: Callable) -> None:
-    """Hidden check: random shapes and axes, huge and tiny logits, -inf rows, no mutation."""
-    gen = _fresh_rng()
-    _check_softmax_case(fn, gen.normal(size=(5, 7)), None, "random (5, 7)")
-    _check_softmax_case(fn, gen.normal(size=9), None, "a 1-D vector")
-    x3 = gen.normal(scale=3.0, size=(3, 4, 6))
-    for axis in (-1, 0, 1, 2):
-        _check_softmax_case(fn, x3, axis, f"random (3, 4, 6), axis={axis}")
+def _softmax_last_axis_cases(gen: np.random.Generator) -> list[tuple[np.ndarray, str]]:
+    """Cases along the last axis: what attention needs of a softmax."""
     huge = gen.normal(scale=5.0, size=(4, 6)) + np.array([[1000.0], [-1000.0], [700.0], [0.0]])
-    _check_softmax_case(fn, huge, None, "logits around +-1000")
-    _check_softmax_case(fn, huge.T.copy(), 0, "logits around +-1000, axis=0")
     masked = gen.normal(size=(5, 6))
     masked[gen.random(size=masked.shape) < 0.4] = -np.inf
     masked[:, 2] = 0.5                                    # every row keeps one key
     masked[3] = -np.inf                                    # ... except this one
-    _check_softmax_case(fn, masked, None, "rows with -inf entries and an all -inf row")
+    return [(gen.normal(size=(5, 7)), "random (5, 7)"), (gen.normal(size=9), "a 1-D vector"),
+            (huge, "logits around +-1000"), (masked, "rows with -inf entries and an all -inf row")]
+
+
+def softmax(fn: Callable) -> None:
+    """Hidden check: random shapes and axes, huge and tiny logits, -inf rows, no mutation."""
+    gen = _fresh_rng()
+    cases = _softmax_last_axis_cases(gen)
+    for x, label in cases[:2]:
+        _check_softmax_case(fn, x, None, label)
+    x3 = gen.normal(scale=3.0, size=(3, 4, 6))
+    for axis in (-1, 0, 1, 2):
+        _check_softmax_case(fn, x3, axis, f"random (3, 4, 6), axis={axis}")
+    huge = cases[2][0]
+    _check_softmax_case(fn, huge, None, cases[2][1])
+    _check_softmax_case(fn, huge.T.copy(), 0, "logits around +-1000, axis=0")
+    _check_softmax_case(fn, cases[3][0], None, cases[3][1])
     passed("softmax")
+
+
+def _blame_softmax(fn: Callable, exc: CheckFailed) -> None:
+    """When ``fn`` (an attention) calls the learner's softmax and that fails its checks, say so."""
+    code = getattr(fn, "__code__", None)
+    learner_softmax = getattr(fn, "__globals__", {}).get("softmax")
+    if code is None or "softmax" not in code.co_names or not callable(learner_softmax):
+        return
+    try:
+        _check_softmax_case(learner_softmax, _SOFTMAX_EXAMPLE.copy(), None, "example")
+        for x, label in _softmax_last_axis_cases(_fresh_rng()):
+            _check_softmax_case(learner_softmax, x, None, label)
+    except CheckFailed as softmax_exc:
+        raise CheckFailed(f"{HINT_SOFTMAX_FIRST}\n\nWhat softmax's check says: {softmax_exc}\n\n"
+                          f"What this check saw: {exc}") from None
 
 
 # ------------------------------------------- 2./4. attention, numpy and torch ---
@@ -303,6 +439,9 @@ def _attention_mistakes(q, k, v, mask):
             o, w = ref.scaled_dot_product_attention(q, k, v, mask, **kwargs)
             out.append((hint, w, o))
         scores = (q @ np.swapaxes(k, -1, -2)) / math.sqrt(d_k)
+        if k.shape[-1] == k.shape[-2] and mask is None:          # k.transpose(-2, -1) on 2-D numpy: no-op
+            w = ref.softmax((q @ k) / math.sqrt(d_k), axis=-1)
+            out.append((HINT_TRANSPOSE, w, w @ v))
         if mask is not None:
             b = np.broadcast_to(mask, scores.shape)
             w = ref.softmax(np.where(b, scores, -np.inf), axis=-2)
@@ -322,9 +461,24 @@ def _attention_mistakes(q, k, v, mask):
     return out
 
 
+_MATMUL_WORDS = ("matmul", "core dimension", "axes don't match", "cannot be multiplied", "batch2",
+                 "Dimension out of range")
+_SHAPE_WORDS = ("align", "shape", "size", "dimension")
+
+
 def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool,
                           dtype=torch.float64, grads: bool = False) -> None:
     """Run the learner's attention on one case and compare with the oracle."""
+    try:
+        _attention_case(fn, q, k, v, mask, label, torch_mode=torch_mode, dtype=dtype, grads=grads)
+    except CheckFailed as exc:
+        if not torch_mode and "not implemented" not in str(exc) and " calls " not in str(exc):
+            _blame_softmax(fn, exc)
+        raise
+
+
+def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool,
+                    dtype=torch.float64, grads: bool = False) -> None:
     what = f"{'attention_torch' if torch_mode else 'scaled_dot_product_attention'}({label})"
     batch, (n_q, _d_k), (n_k, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
     if torch_mode:
@@ -333,16 +487,17 @@ def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode
         args = (tq, tk, tv) if mask is None else (tq, tk, tv, tmask)
     else:
         args = (q.copy(), k.copy(), v.copy()) if mask is None else (q.copy(), k.copy(), v.copy(), mask.copy())
-    try:
-        with torch.enable_grad():
-            result = _run(fn, *args, what=what, forbid=_ATTENTIONS, forbid_sdpa=torch_mode)
-    except (ValueError, RuntimeError, IndexError) as exc:
-        shape_words = any(word in str(exc) for word in ("align", "shape", "size", "dimension"))
+
+    def explain(exc: Exception) -> str | None:
+        text = str(exc)
         if isinstance(exc, IndexError) and mask is not None and np.shape(mask) != (*batch, n_q, n_k):
-            fail(f"{what} raised {type(exc).__name__}: {exc}", HINT_MASK_BROADCAST)
-        if q.ndim > 2 and shape_words:
-            fail(f"{what} raised {type(exc).__name__}: {exc}", HINT_TRANSPOSE)
-        raise
+            return HINT_MASK_BROADCAST
+        if any(word in text for word in _MATMUL_WORDS) or (q.ndim > 2 and any(w in text for w in _SHAPE_WORDS)):
+            return HINT_TRANSPOSE
+        return None
+
+    with torch.enable_grad():
+        result = _run(fn, *args, what=what, forbid=_ATTENTIONS, forbid_sdpa=torch_mode, explain=explain)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"{what} should return a pair (output, weights); got {type(result).__name__}.",
              "end with `return output, weights`.")
@@ -352,6 +507,11 @@ def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode
     if torch_mode and out.dtype != dtype:
         fail(f"{what}: the output has dtype {out.dtype} for {dtype} inputs.",
              "keep the inputs' dtype: do not convert through numpy or hard-code a dtype.")
+    o_shape, w_shape = np.shape(as_numpy(out, f"the output of {what}")), np.shape(as_numpy(weights, what))
+    if n_k != d_v and o_shape == (*batch, n_q, n_k) and w_shape == (*batch, n_q, d_v):
+        fail(f"{what} returned a first result of shape {o_shape} and a second of shape {w_shape}; "
+             f"expected (output, weights) of shapes {(*batch, n_q, d_v)} and {(*batch, n_q, n_k)}.",
+             HINT_SWAPPED)
     w_arr = expect_shape(weights, (*batch, n_q, n_k), f"the weight matrix of {what}",
                          hint=HINT_TRANSPOSE if q.ndim > 2 else "weights are (..., n_q, n_k).")
     o_arr = expect_shape(out, (*batch, n_q, d_v), f"the output of {what}",
@@ -362,7 +522,10 @@ def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode
         torch.tensor(q), torch.tensor(k), torch.tensor(v),
         attn_mask=None if mask is None else torch.tensor(np.asarray(mask, dtype=bool)))
     exp_o = oracle.numpy()                                   # torch itself is the oracle for the output
-    tol = dict(atol=1e-9, rtol=1e-7) if (not torch_mode or dtype == torch.float64) else dict(atol=2e-5, rtol=1e-4)
+    float64 = not torch_mode or dtype == torch.float64
+    tol = TOL64 if float64 else TOL32
+    if matches(o_arr, exp_w, **tol) and matches(w_arr, exp_o, **tol):
+        fail(f"{what}: the first result is the weights and the second the output.", HINT_SWAPPED)
     mistakes = _attention_mistakes(q, k, v, mask)
     if not matches(w_arr, exp_w, **tol):
         _diagnose(w_arr, [(h, w) for h, w, _ in mistakes], f"the weight matrix of {what}", **tol)
@@ -381,7 +544,11 @@ def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode
         if (~rows_ok).any() and matches(w_arr[rows_ok], exp_w[rows_ok], **tol):
             fail(f"the weight matrix of {what} is wrong only for queries whose keys are all masked.",
                  HINT_EMPTY_ROWS)
+        if float64 and matches(w_arr, exp_w, **TOL32):
+            _compare(w_arr, exp_w, f"the weight matrix of {what}", **tol, hint=HINT_FLOAT32)
         _compare(w_arr, exp_w, f"the weight matrix of {what}", **tol)
+    if float64 and not matches(o_arr, exp_o, **tol) and matches(o_arr, exp_o, **TOL32):
+        _compare(o_arr, exp_o, f"the output of {what}", **tol, hint=HINT_FLOAT32)
     _compare(o_arr, exp_o, f"the output of {what}", **tol,
              mistakes=[(h, o) for h, _, o in mistakes], hint=HINT_OUTPUT)
 
@@ -398,7 +565,8 @@ def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode
             if lg is None:
                 fail(f"{what}: no gradient reaches {name}.", HINT_NO_GRAD)
             _compare(as_numpy(lg), as_numpy(rg), f"the gradient of {what} with respect to {name}",
-                     **tol, hint=HINT_NO_GRAD)
+                     **tol, hint=HINT_FLOAT32 if float64 and matches(as_numpy(lg), as_numpy(rg), **TOL32)
+                     else HINT_NO_GRAD)
 
 
 def _random_mask(gen: np.random.Generator, shape: tuple[int, ...], keep_all_rows: bool = True) -> np.ndarray:
@@ -411,7 +579,7 @@ def _random_mask(gen: np.random.Generator, shape: tuple[int, ...], keep_all_rows
 def _example_inputs():
     q = np.array([[1.0, 0.0], [0.0, 2.0]])                       # 2 queries, d_k = 2
     k = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])           # 3 keys
-    v = np.array([[1.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 100.0]])   # d_v = 3
+    v = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 100.0]])        # d_v = 2 (not n_k: a swap shows)
     mask = np.array([[True, False, True], [True, True, False]])
     return q, k, v, mask
 
@@ -423,7 +591,7 @@ def _attention_example(fn: Callable, torch_mode: bool, name: str) -> None:
         try:
             _check_attention_case(fn, q, k, v, m, label, torch_mode=torch_mode)
         except CheckFailed as exc:
-            if "not implemented yet" in str(exc):
+            if "not implemented yet" in str(exc) or str(exc).startswith(HINT_SOFTMAX_FIRST):
                 raise
             raise CheckFailed(f"{exc}\n\nThe worked example: q =\n{_describe(q)}\nk =\n{_describe(k)}\n"
                             f"v =\n{_describe(v)}\nmask = {None if m is None else _describe(m)}\n"
@@ -432,7 +600,7 @@ def _attention_example(fn: Callable, torch_mode: bool, name: str) -> None:
 
 
 def scaled_dot_product_attention_example(fn: Callable) -> None:
-    """Visible check: 2 queries, 3 keys, d_k = 2, d_v = 3, with and without a mask."""
+    """Visible check: 2 queries, 3 keys, d_k = 2, d_v = 2, with and without a mask."""
     _attention_example(fn, torch_mode=False, name="scaled_dot_product_attention")
 
 
@@ -605,7 +773,10 @@ def padding_mask(padding_mask_fn: Callable, mask_to_bias_fn: Callable) -> None:
     # the oracle: a float bias and the bool mask must give torch's sdpa the same attention
     q = torch.tensor(gen.normal(size=(len(lengths), 2, 3, 8)))
     k, v = (torch.tensor(gen.normal(size=(len(lengths), 2, max_len, 8))) for _ in range(2))
-    with_bias = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(np.ascontiguousarray(bias)))
+    # any float dtype is a valid bias: feed torch one of q's dtype (a float32 bias with float64 q
+    # gives wrong numbers in torch's CPU kernel, which is not the learner's fault)
+    with_bias = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=torch.from_numpy(np.ascontiguousarray(bias)).to(q.dtype))
     with_mask = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(ref.padding_mask(lengths, max_len)[:, None]))
     expect_finite(with_bias, "attention with your padding bias", hint=HINT_BIAS_NAN)
     _compare(as_numpy(with_bias), as_numpy(with_mask), "attention with your padding bias",
@@ -617,6 +788,29 @@ def padding_mask(padding_mask_fn: Callable, mask_to_bias_fn: Callable) -> None:
 
 _VAR_TOL = 0.15       # relative; the sampling error at 20,000 samples is below 2% (more than 7 sigma away)
 _VAR_SAMPLES = 20_000
+
+
+HINT_QK_MATRIX = (
+    "do not build q @ k.T: that is an n_samples x n_samples matrix (20,000 x 20,000 floats is 3.2 GB) "
+    "of which only the diagonal is used. Multiply elementwise and sum over the last axis: "
+    "(q * k).sum(axis=-1) gives the n_samples dot products directly."
+)
+
+
+def _check_variance_memory(fn: Callable, d_k: int = 16, n_samples: int = 2_000) -> None:
+    """Fail, cheaply, before the full-size run if ``fn`` builds an n_samples x n_samples matrix."""
+    if tracemalloc.is_tracing():
+        return
+    what = f"qk_variance(d_k={d_k}, n_samples={n_samples}, seed=0)"
+    tracemalloc.start()
+    try:
+        _run(fn, d_k, n_samples=n_samples, seed=0, what=what, forbid=("qk_variance",))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if peak > n_samples * n_samples * 8 / 2:
+        fail(f"{what} allocated {peak / 2**20:.0f} MiB, about an n_samples x n_samples matrix "
+             f"({n_samples}^2 floats); at n_samples=20,000 that would be 3.2 GB.", HINT_QK_MATRIX)
 
 
 def _check_variance(fn: Callable, d_k: int, seed: int) -> tuple[float, float]:
@@ -654,6 +848,7 @@ def _check_variance(fn: Callable, d_k: int, seed: int) -> tuple[float, float]:
 
 def qk_variance_example(fn: Callable) -> None:
     """Visible check: d_k = 16 gives a variance near 16, and near 1 after scaling."""
+    _check_variance_memory(fn)
     raw, scaled = _check_variance(fn, 16, seed=0)
     print(f"d_k = 16: Var(q.k) = {raw:.3f} (about 16), Var(q.k / 4) = {scaled:.3f} (about 1)")
     passed("qk_variance (worked example)")
@@ -661,6 +856,7 @@ def qk_variance_example(fn: Callable) -> None:
 
 def qk_variance(fn: Callable) -> None:
     """Hidden check: d_k from 1 to 512 with fixed seeds, and the numbers must be measured."""
+    _check_variance_memory(fn)
     for d_k, seed in ((1, 11), (4, 12), (64, 13), (512, 14)):
         _check_variance(fn, d_k, seed)
     a = _check_variance(fn, 32, seed=101)
@@ -681,22 +877,54 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def _recall_accuracy(model, x: np.ndarray, y: np.ndarray, what: str, n_classes: int) -> float:
+def _recall_explain(exc: Exception) -> str | None:
+    text = str(exc)
+    if isinstance(exc, TypeError) and "return_weights" in text:
+        return HINT_WEIGHTS
+    if isinstance(exc, IndexError) or "index out of range" in text or "out of bounds" in text:
+        return HINT_ANY_LENGTH
+    return None
+
+
+def _recall_forward(model, x: np.ndarray, what: str, n_classes: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Run the learner's model with return_weights=True; check the logits and weights; return them."""
     xt = torch.from_numpy(x).to(_model_device(model))
     with torch.no_grad():
-        logits = _run(model, xt, what=what)
+        result = _run(model, xt, return_weights=True, what=what, explain=_recall_explain)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        fail(f"{what} with return_weights=True returned {type(result).__name__}; expected a pair "
+             "(logits, weights).", HINT_WEIGHTS)
+    logits, weights = result
     if not isinstance(logits, torch.Tensor):
         fail(f"{what} returned {type(logits).__name__}; it should return a tensor of logits.")
-    if logits.ndim != 2 or logits.shape[0] != len(y) or logits.shape[1] < n_classes:
+    if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < n_classes:
         fail(f"{what} returned logits of shape {tuple(logits.shape)}; expected "
-             f"({len(y)}, {n_classes}): one score per symbol for each sequence.",
+             f"({len(x)}, {n_classes}): one score per symbol for each sequence.",
              "classify from the output at the query (last) position only.")
     expect_finite(logits, f"the logits of {what}")
-    return float((logits.argmax(-1).cpu().numpy() == y).mean())
+    lg = logits.detach().double()
+    if bool(((lg >= 0) & (lg <= 1)).all()) and bool(torch.allclose(lg.sum(-1), torch.ones(len(x), dtype=lg.dtype),
+                                                                    atol=1e-3)):
+        fail(f"the logits of {what} are probabilities (every row is in [0, 1] and sums to 1).", HINT_NOT_LOGITS)
+    if not isinstance(weights, torch.Tensor):
+        fail(f"{what}: the weights are {type(weights).__name__}, not a tensor.", HINT_WEIGHTS)
+    w = as_numpy(weights, f"the attention weights of {what}")
+    if w.shape != x.shape:
+        fail(f"the attention weights of {what} have shape {w.shape}; expected {x.shape} (B, T).", HINT_WEIGHTS)
+    if not np.all(np.isfinite(w)) or w.min() < -1e-6 or not np.allclose(w.sum(-1), 1.0, atol=1e-4):
+        fail(f"the attention weights of {what} are not a softmax over the T tokens (they should be "
+             f"non-negative and sum to 1 for each sequence; sums range from {w.sum(-1).min():.4g} "
+             f"to {w.sum(-1).max():.4g}).", HINT_WEIGHTS)
+    return logits, w
 
 
 def _check_recall(model, distances: Sequence[int], seeds: Sequence[int], batch_size: int,
-                  threshold: float = 0.95, moved: bool = False) -> list[float]:
+                  threshold: float = 0.95, moved: bool = False, attend: bool = False) -> list[float]:
+    """Accuracy (and, with ``attend``, where the query looks) on fresh batches.
+
+    ``moved`` moves the symbol to a random place before the query; ``attend`` requires the
+    query position to put most of its weight on the symbol.
+    """
     if model is None:
         fail("recall_model is None: the training cell did not build it.",
              "complete RecallAttention (both __init__ and forward), then run the training cell again.")
@@ -713,21 +941,32 @@ def _check_recall(model, distances: Sequence[int], seeds: Sequence[int], batch_s
         for distance, seed in zip(distances, seeds):
             gen = np.random.default_rng(seed)
             x, y = make_recall_batch(batch_size, distance, vocab, rng=gen)
+            rows = np.arange(batch_size)
+            where = np.zeros(batch_size, dtype=np.int64)
             label = f"distance {distance}"
             if moved:
                 # move the symbol to a random place before the query: a content lookup does not care
                 where = gen.integers(0, distance, size=batch_size)
-                rows = np.arange(batch_size)
                 x[rows, 0], x[rows, where] = x[rows, where], x[rows, 0]
                 label += ", symbol at a random position"
-            acc = _recall_accuracy(model, x, y, f"recall_model on {batch_size} sequences at {label}",
-                                   vocab.n_symbols)
+            what = f"recall_model on {batch_size} sequences at {label}"
+            logits, weights = _recall_forward(model, x, what, vocab.n_symbols)
+            acc = float((logits.argmax(-1).cpu().numpy() == y).mean())
             if acc < threshold:
                 fail(f"recall_model is {acc:.1%} accurate at {label}; it needs at least {threshold:.0%} "
                      f"(chance is {1 / vocab.n_symbols:.1%}).",
+                     HINT_FIXED_POSITION if moved else
                      "let the query position attend over the whole sequence with scores that depend "
                      "only on token content (no positions), train on a range of distances until the "
                      "loss is near 0, and make sure the model works for any sequence length.")
+            if attend:
+                on_symbol = weights[rows, where]
+                if np.median(on_symbol) < 0.5:
+                    on_first = weights[:, 0]
+                    fixed = moved and np.median(on_first[where != 0]) >= 0.5
+                    fail(f"{what}: the query position puts a median weight of {np.median(on_symbol):.2f} "
+                         f"on the symbol (expected most of it, over 0.5; uniform would be "
+                         f"{1 / x.shape[1]:.3f}).", HINT_FIXED_POSITION if fixed else HINT_USE_ATTENTION)
             accuracies.append(acc)
     finally:
         model.train(was_training)
@@ -735,22 +974,24 @@ def _check_recall(model, distances: Sequence[int], seeds: Sequence[int], batch_s
 
 
 def recall_model_example(model) -> None:
-    """Visible check: the trained model on 256 sequences at distance 20."""
+    """Visible check: the trained model on 256 sequences at distance 20, and its weights' shape."""
     acc = _check_recall(model, [20], [0], batch_size=256)
     print(f"accuracy at distance 20: {acc[0]:.1%}")
     passed("recall_model (worked example)")
 
 
 def recall_model(model) -> None:
-    """Hidden check: fresh batches at distances 50 and 200, and with the symbol moved."""
+    """Hidden check: fresh batches at distances 50 and 200, and with the symbol moved; the
+    attention weights of the query position must pick out the symbol."""
     gen = _fresh_rng()
     seeds = [int(s) for s in gen.integers(0, 2**31, size=3)]
-    _check_recall(model, [50, 200], seeds[:2], batch_size=500)
-    _check_recall(model, [100], seeds[2:], batch_size=500, moved=True)
+    _check_recall(model, [50, 200], seeds[:2], batch_size=500, attend=True)
+    _check_recall(model, [100], seeds[2:], batch_size=500, moved=True, attend=True)
     # the model must be differentiable in its parameters: a trained network, not a rule
     x, _ = make_recall_batch(4, 10, rng=gen)
     with torch.enable_grad():
-        logits = _run(model, torch.from_numpy(x).to(_model_device(model)), what="recall_model")
+        logits = _run(model, torch.from_numpy(x).to(_model_device(model)), what="recall_model on 4 sequences",
+                      explain=_recall_explain)
     if not (isinstance(logits, torch.Tensor) and logits.requires_grad):
         fail("recall_model's logits do not depend on its parameters.",
              "the answer should come from a trained attention model, not a hand-written rule.")

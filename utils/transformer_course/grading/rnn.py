@@ -10,7 +10,9 @@ An answer that calls the matching reference in this package fails (see
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import time
 from typing import Any, Callable
 
@@ -19,7 +21,7 @@ import torch
 
 from .. import data as _data
 from .. import rnn as _ref
-from .core import as_numpy, call, expect, expect_close, expect_finite, expect_shape, fail, passed, rng
+from .core import CheckFailed, as_numpy, call, expect, expect_close, expect_finite, expect_shape, fail, passed, rng
 
 __all__ = [
     "rnn_forward_example", "rnn_forward",
@@ -42,6 +44,49 @@ def _pair(result: Any, what: str, names: str) -> tuple[Any, Any]:
              + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".",
              f"End with `return {names.strip('()')}`.")
     return result[0], result[1]
+
+
+def _dependency_failure(fn: Callable, name: str, example_check: Callable,
+                        references: tuple[Callable, ...]) -> str | None:
+    """Why the learner's ``name`` (looked up in ``fn``'s globals: the notebook) fails its visible check, or None.
+
+    None also when there is no such function or it is the package's reference (imported rather than written).
+    """
+    dep = getattr(fn, "__globals__", {}).get(name)
+    if not callable(dep) or dep is fn:
+        return None
+    code = getattr(dep, "__code__", None)
+    if code is not None and any(code is getattr(r, "__code__", None) for r in references):
+        return None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            example_check(dep)
+    except CheckFailed as exc:
+        return str(exc).splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - anything a learner's code raises
+        return f"it raised {type(exc).__name__}: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def _blame_dependency(fn: Callable, user: str, name: str, exercise: str, example_check: Callable,
+                      references: tuple[Callable, ...]):
+    """Run a check; if it fails and the learner's ``name`` is wrong too, say so instead.
+
+    A correct answer to the later exercise is judged on its own; only when it fails do we look at the
+    earlier one it may call, so that the message points at the function that needs fixing.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if str(exc).startswith(f"{user} is not implemented yet"):
+            raise  # the learner's own function is still a stub: that is the news, not the dependency
+        why = _dependency_failure(fn, name, example_check, references)
+        if why is None:
+            raise
+        fail(f"your {name} ({exercise}) does not pass its checks yet; {user} uses it \u2014 fix that first.\n"
+             f"({name}'s check says: {why})\n(The check of {user} said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+             f"run the test cell of {exercise} and make it pass, then come back to this one.")
 
 
 # --------------------------------------------------------------------------- 1. rnn_forward
@@ -96,6 +141,13 @@ def _check_forward_case(fn, x, h0, W_xh, W_hh, b, label: str, oracle: str) -> No
                       what="rnn_forward")
     hs, h_last = _pair(result, "rnn_forward", "(hs, h_last)")
     what = f"hs {label}"
+    if isinstance(hs, (list, tuple)):
+        fail(f"{what} is a Python {type(hs).__name__} of {len(hs)} arrays, not one array of shape {(B, T, d_h)}.",
+             "you returned a list; use np.stack(states, axis=1) to make it (batch, time, hidden).")
+    hs_arr = as_numpy(hs, what)
+    if hs_arr.shape == (B, T + 1, d_h):
+        fail(f"{what} has shape {hs_arr.shape}, expected {(B, T, d_h)}: one state too many.",
+             "return the T states h_1..h_T; don't include h0.")
     expect_shape(hs, (B, T, d_h), what, "hs holds every hidden state: (batch, time, hidden) -- batch first.")
     mistakes = _forward_mistakes(x, h0, W_xh, W_hh, b)
     expect_finite(hs, what)
@@ -172,8 +224,8 @@ def _jacobian_variants(x, h0, W_xh, W_hh, b) -> dict[str, np.ndarray]:
             chain(lambda s: W_hh * (1 - states[s] ** 2)[None, :]),
         "W_hh transposed in the chain? d h_s / d h_{s-1} = diag(1 - h_s^2) W_hh.":
             chain(lambda s: (1 - states[s] ** 2)[:, None] * W_hh.T),
-        "Jacobians multiplied in the wrong order? d h_T / d h_{T-d} = J_T J_{T-1} ... J_{T-d+1}: "
-        "the newest factor sits on the left.":
+        "Jacobians multiplied in the wrong order, or each factor transposed? d h_T / d h_{T-d} = "
+        "J_T J_{T-1} ... J_{T-d+1} with J_s = diag(1 - h_s^2) W_hh: the newest factor sits on the left.":
             chain(correct, order="left"),
         "spectral norm (ord=2) instead of the Frobenius norm? Use np.linalg.norm(J) / torch.linalg.norm(J) "
         "with no `ord`.":
@@ -211,30 +263,42 @@ def _check_jacobian_case(fn, x, h0, W_xh, W_hh, b, label: str) -> None:
                       "compare with torch.autograd.functional.jacobian on a short sequence.")
 
 
+def _blame_rnn_forward(fn: Callable):
+    """jacobian_norms may call the learner's rnn_forward: a wrong one is reported as the thing to fix."""
+    return _blame_dependency(fn, "jacobian_norms", "rnn_forward", "Exercise 1", rnn_forward_example,
+                             (_ref.rnn_forward,))
+
+
 def jacobian_norms_example(fn: Callable) -> None:
     """Visible check: zero inputs with one hidden unit (norms = 0.5^d), then a small random case."""
     # with x = 0, h0 = 0, b = 0 every state is 0, tanh' = 1, and d h_T / d h_{T-d} = 0.5^d
-    _check_jacobian_case(fn, np.zeros((3, 1)), np.zeros(1), np.array([[1.0]]), np.array([[0.5]]), np.zeros(1),
-                         "(worked example: zero input, W_hh = 0.5, expected [1, 0.5, 0.25, 0.125])")
-    g = rng(1)
-    W_xh, W_hh, b = _ref.random_rnn_weights(2, 3, 1.0, g)
-    _check_jacobian_case(fn, g.normal(size=(4, 2)), 0.5 * g.normal(size=3), W_xh, W_hh, b,
-                         "(T=4, d_in=2, d_h=3, random weights)")
+    with _blame_rnn_forward(fn):
+        _check_jacobian_case(fn, np.zeros((3, 1)), np.zeros(1), np.array([[1.0]]), np.array([[0.5]]), np.zeros(1),
+                             "(worked example: zero input, W_hh = 0.5, expected [1, 0.5, 0.25, 0.125])")
+        g = rng(1)
+        W_xh, W_hh, b = _ref.random_rnn_weights(2, 3, 1.0, g)
+        _check_jacobian_case(fn, g.normal(size=(4, 2)), 0.5 * g.normal(size=3), W_xh, W_hh, b,
+                             "(T=4, d_in=2, d_h=3, random weights)")
     passed("jacobian_norms (worked example)")
 
 
 def jacobian_norms(fn: Callable) -> None:
     """Hidden check: random weights at several spectral radii against autograd."""
     g = rng(52_883_406)
-    for T, d_in, d_h, radius in [(6, 3, 4, 0.5), (1, 2, 2, 1.0), (12, 2, 5, 1.0), (20, 4, 6, 1.8),
-                                 (9, 1, 1, 3.0), (15, 3, 8, 0.9)]:
-        W_xh, W_hh, b = _ref.random_rnn_weights(d_in, d_h, radius, g)
-        _check_jacobian_case(fn, g.normal(size=(T, d_in)), 0.5 * g.normal(size=d_h), W_xh, W_hh, b,
-                             f"(T={T}, d_h={d_h}, spectral radius {radius})")
+    with _blame_rnn_forward(fn):
+        for T, d_in, d_h, radius in [(6, 3, 4, 0.5), (1, 2, 2, 1.0), (12, 2, 5, 1.0), (20, 4, 6, 1.8),
+                                     (9, 1, 1, 3.0), (15, 3, 8, 0.9)]:
+            W_xh, W_hh, b = _ref.random_rnn_weights(d_in, d_h, radius, g)
+            _check_jacobian_case(fn, g.normal(size=(T, d_in)), 0.5 * g.normal(size=d_h), W_xh, W_hh, b,
+                                 f"(T={T}, d_h={d_h}, spectral radius {radius})")
     passed("jacobian_norms (hidden: autograd on random weights)")
 
 
 # --------------------------------------------------------------------------- 3. make_recall_batch
+_PER_VALUE_HINT = ("draw one value per sequence/position (size=batch_size for the labels, "
+                   "size=(batch_size, distance+1) for the tokens), not one draw shared by the whole batch.")
+
+
 def _recall_batch(fn, batch_size, distance, vocab, seed, label):
     result = _learner(fn, batch_size, distance, vocab, np.random.default_rng(seed),
                       forbidden=(_data.make_recall_batch,), what="make_recall_batch")
@@ -256,7 +320,8 @@ def _check_recall_structure(x, y, batch_size, distance, vocab, label) -> None:
                "token ids are integers: finish with `.astype(np.int64)` (torch's embeddings and "
                "cross-entropy want int64).")
     expect(np.all((y >= 0) & (y < vocab.n_symbols)), f"y {label} has labels outside 0..{vocab.n_symbols - 1}.",
-           "labels are symbol ids: rng.integers(0, vocab.n_symbols).")
+           "labels are symbol ids: rng.integers(0, vocab.n_symbols) -- use the vocab you are given, "
+           "not the default's numbers.")
     bad = np.flatnonzero(x[:, 0] != y)
     if bad.size:
         fail(f"labels do not match the first token (e.g. sequence {bad[0]}: x[{bad[0]}, 0] = {x[bad[0], 0]}, "
@@ -265,7 +330,7 @@ def _check_recall_structure(x, y, batch_size, distance, vocab, label) -> None:
     bad = np.flatnonzero(x[:, -1] != vocab.query)
     if bad.size:
         fail(f"the last token of sequence {bad[0]} is {x[bad[0], -1]}, not the query marker {vocab.query}.",
-             "the query comes at the end: x[:, -1] = vocab.query.")
+             "the query comes at the end: x[:, -1] = vocab.query (use the vocab you are given).")
     noise = x[:, 1:-1]
     lo, hi = vocab.n_symbols, vocab.n_symbols + vocab.n_noise
     if noise.size and not np.all((noise >= lo) & (noise < hi)):
@@ -275,28 +340,82 @@ def _check_recall_structure(x, y, batch_size, distance, vocab, label) -> None:
              "rng.integers(vocab.n_symbols, vocab.n_symbols + vocab.n_noise).")
 
 
-def make_recall_batch_example(fn: Callable) -> None:
-    """Visible check: the structure of a small batch (4 sequences at distance 3)."""
-    vocab = _data.RecallVocab()
-    x, y = _recall_batch(fn, 4, 3, vocab, 0, "(batch_size=4, distance=3)")
-    _check_recall_structure(x, y, 4, 3, vocab, "(batch_size=4, distance=3)")
-    print("x =\n", x, "\ny =", y)
-    passed("make_recall_batch (structure)")
-
-
 def _expect_uniform(values: np.ndarray, lo: int, hi: int, what: str, how: str) -> None:
+    rows = values.reshape(values.shape[0], -1)
+    if rows.shape[0] > 1 and np.all(rows == rows[0]):
+        fail(f"{what}: all {rows.shape[0]} sequences got the same value(s) {rows[0][:8].tolist()}.", _PER_VALUE_HINT)
     counts = np.bincount(values.ravel() - lo, minlength=hi - lo)
     missing = np.flatnonzero(counts == 0)
     if missing.size:
-        fail(f"{what}: id {lo + missing[0]} never appears in {values.size} draws.",
-             f"{how}: rng.integers(low, high) never returns `high` itself.")
+        if missing.tolist() == [hi - lo - 1]:  # only the top id: the classic off-by-one
+            hint = f"{how}: rng.integers(low, high) never returns `high` itself, so high must be {hi}."
+        else:
+            hint = _PER_VALUE_HINT
+        fail(f"{what}: id {lo + missing[-1]} never appears in {values.size} draws (ids {lo}..{hi - 1} should all "
+             "appear).", hint)
     expected = values.size / (hi - lo)
     worst = int(np.argmax(np.abs(counts - expected)))
     # 6 standard deviations: a fair generator fails this about once in 10^8 runs
     expect(abs(counts[worst] - expected) <= 6 * np.sqrt(expected) + 1,
            f"{what} are not roughly uniform: id {lo + worst} appears {counts[worst]} times in {values.size} draws, "
            f"expected about {expected:.0f}.",
-           f"{how} with rng.integers, uniformly.")
+           f"{how} with rng.integers, uniformly, one value per sequence/position.")
+
+
+def _check_recall_uniformity(fn, B, d, vocab, seed) -> None:
+    label = f"(batch_size={B}, distance={d}, vocab={vocab})"
+    x, y = _recall_batch(fn, B, d, vocab, seed, label)
+    _check_recall_structure(x, y, B, d, vocab, label)
+    _expect_uniform(y, 0, vocab.n_symbols, f"the labels {label}", "draw each label")
+    if d > 1:
+        _expect_uniform(x[:, 1:-1], vocab.n_symbols, vocab.n_symbols + vocab.n_noise,
+                        f"the noise tokens {label}", "draw each noise token")
+
+
+def _check_recall_seeding(fn, seeds: tuple[int, int]) -> None:
+    default = _data.RecallVocab()
+    label = "(batch_size=64, distance=8)"
+    x1, y1 = _recall_batch(fn, 64, 8, default, seeds[0], label)
+    x2, y2 = _recall_batch(fn, 64, 8, default, seeds[0], label)
+    expect(np.array_equal(x1, x2) and np.array_equal(y1, y2),
+           "two calls with generators seeded the same way gave different batches.",
+           "draw every random number from the `rng` argument (not np.random.* or a new default_rng()).")
+    x3, y3 = _recall_batch(fn, 64, 8, default, seeds[1], label)
+    expect(not (np.array_equal(x1, x3) and np.array_equal(y1, y3)),
+           "different rng seeds gave the same batch.",
+           "draw every random number from the `rng` argument; do not re-seed inside the function.")
+
+
+def _check_recall_raises(fn) -> None:
+    try:
+        _learner(fn, 4, 0, _data.RecallVocab(), np.random.default_rng(0), forbidden=(_data.make_recall_batch,),
+                 what="make_recall_batch")
+    except CheckFailed:
+        raise
+    except ValueError:
+        return
+    except Exception as exc:  # noqa: BLE001 - anything a learner raises
+        fail(f"make_recall_batch(4, distance=0) raised {type(exc).__name__}; expected ValueError.",
+             "`assert` is for your own bugs; a bad argument deserves `raise ValueError(...)`."
+             if isinstance(exc, AssertionError) else "for distance < 1 `raise ValueError(...)`.")
+    fail("make_recall_batch(4, distance=0) did not raise ValueError.",
+         "a distance below 1 has no room for the symbol before the query: `raise ValueError(...)`.")
+
+
+def make_recall_batch_example(fn: Callable) -> None:
+    """Visible check: a small batch, another vocabulary, 2000 sequences' statistics, seeding, distance 0."""
+    vocab = _data.RecallVocab()
+    x, y = _recall_batch(fn, 4, 3, vocab, 0, "(batch_size=4, distance=3)")
+    _check_recall_structure(x, y, 4, 3, vocab, "(batch_size=4, distance=3)")
+    print("x =\n", x, "\ny =", y)
+    small = _data.RecallVocab(n_symbols=5, n_noise=3)
+    label = f"(batch_size=6, distance=4, vocab={small})"
+    x, y = _recall_batch(fn, 6, 4, small, 1, label)
+    _check_recall_structure(x, y, 6, 4, small, label)
+    _check_recall_uniformity(fn, 2000, 3, vocab, 2)  # every id should come up, about equally often
+    _check_recall_seeding(fn, (7, 8))
+    _check_recall_raises(fn)
+    passed("make_recall_batch (structure, another vocab, 2000 sequences, seeding, distance 0)")
 
 
 def make_recall_batch(fn: Callable) -> None:
@@ -305,50 +424,232 @@ def make_recall_batch(fn: Callable) -> None:
     for B, d, vocab, seed in [(3000, 6, default, 11), (50, 1, default, 12), (400, 30, _data.RecallVocab(3, 5), 13),
                               (1, 4, _data.RecallVocab(2, 1), 14)]:
         label = f"(batch_size={B}, distance={d}, vocab={vocab})"
-        x, y = _recall_batch(fn, B, d, vocab, seed, label)
-        _check_recall_structure(x, y, B, d, vocab, label)
         if B >= 400:
-            _expect_uniform(y, 0, vocab.n_symbols, f"the labels {label}", "draw each label")
-            _expect_uniform(x[:, 1:-1], vocab.n_symbols, vocab.n_symbols + vocab.n_noise,
-                            f"the noise tokens {label}", "draw each noise token")
-    label = "(batch_size=64, distance=8)"
-    x1, y1 = _recall_batch(fn, 64, 8, default, 7, label)
-    x2, y2 = _recall_batch(fn, 64, 8, default, 7, label)
-    expect(np.array_equal(x1, x2) and np.array_equal(y1, y2),
-           "two calls with generators seeded the same way gave different batches.",
-           "draw every random number from the `rng` argument (not np.random.* or a new default_rng()).")
-    x3, y3 = _recall_batch(fn, 64, 8, default, 8, label)
-    expect(not (np.array_equal(x1, x3) and np.array_equal(y1, y3)),
-           "different rng seeds gave the same batch.",
-           "draw every random number from the `rng` argument; do not re-seed inside the function.")
+            _check_recall_uniformity(fn, B, d, vocab, seed)
+        else:
+            x, y = _recall_batch(fn, B, d, vocab, seed, label)
+            _check_recall_structure(x, y, B, d, vocab, label)
+    _check_recall_seeding(fn, (70_117, 80_221))
     out = _learner(fn, 5, 3, forbidden=(_data.make_recall_batch,), what="make_recall_batch")
     xa, ya = _pair(out, "make_recall_batch", "(x, y)")
     _check_recall_structure(as_numpy(xa), as_numpy(ya), 5, 3, default, "(with the default vocab and rng=None)")
-    try:
-        _learner(fn, 4, 0, default, np.random.default_rng(0), forbidden=(_data.make_recall_batch,),
-                 what="make_recall_batch")
-    except ValueError:
-        pass
-    else:
-        fail("make_recall_batch(4, distance=0) did not raise ValueError.",
-             "a distance below 1 has no room for the symbol before the query: `raise ValueError(...)`.")
+    _check_recall_raises(fn)
     passed("make_recall_batch (hidden: sizes, vocabularies, uniformity, seeding)")
 
 
 # --------------------------------------------------------------------------- 4. train_recall_rnn
+_LOOP_HINT = ("create torch.optim.Adam(model.parameters(), lr=lr) once, before the loop; each step: a new batch, "
+              "logits = model(x), loss = F.cross_entropy(logits, y), optimizer.zero_grad(), loss.backward(), "
+              "optionally clip_grad_norm_(model.parameters(), 1.0), optimizer.step().")
+
+
+class _Recorder:
+    """A forward pre-hook: the input of every forward pass run with gradients on (and the parameters then)."""
+
+    def __init__(self, snapshots: bool):
+        self.snapshots = snapshots
+        self.inputs: list[Any] = []
+        self.params: list[dict[str, torch.Tensor]] = []
+
+    def __call__(self, module, args, kwargs):
+        if not torch.is_grad_enabled():
+            return None
+        x = args[0] if args else next(iter(kwargs.values()), None)
+        self.inputs.append(x.detach().clone() if isinstance(x, torch.Tensor) else x)
+        if self.snapshots:
+            self.params.append({k: v.detach().clone() for k, v in module.named_parameters()})
+        return None
+
+
+def _train_observed(fn, model, distance, steps, batch_size, lr, seed, snapshots=False):
+    rec = _Recorder(snapshots)
+    handle = model.register_forward_pre_hook(rec, with_kwargs=True)
+    try:
+        start = time.perf_counter()
+        losses = _learner(fn, model, distance, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                          forbidden=(_ref.train_recall_rnn,), what="train_recall_rnn")
+        seconds = time.perf_counter() - start
+    finally:
+        handle.remove()
+    return losses, rec, seconds
+
+
+def _check_batches(rec: _Recorder, steps: int, batch_size: int, distance: int, label: str) -> None:
+    n = len(rec.inputs)
+    if n == 0:
+        fail(f"{label}: the model was never called with gradients on.",
+             "each step: logits = model(x) -- call the model itself (not model.forward(x)), outside torch.no_grad().")
+    if n != steps:
+        fail(f"{label}: the model ran {n} training forward passes for steps={steps}.",
+             "take exactly `steps` steps, each one forward pass on a fresh batch; the losses list must come from "
+             "those steps (not padded, repeated or cut).")
+    want = (batch_size, distance + 1)
+    for k, x in enumerate(rec.inputs):
+        if not isinstance(x, torch.Tensor):
+            fail(f"{label}: step {k} called the model with a {type(x).__name__}.", "pass torch.from_numpy(x).")
+        if tuple(x.shape) != want:
+            fail(f"{label}: step {k} fed the model a batch of shape {tuple(x.shape)}, expected {want} "
+                 f"(batch_size={batch_size}, distance={distance}).",
+                 "draw each step's batch with make_recall_batch(batch_size, distance, rng=rng), using the "
+                 "arguments you are given.")
+    for k in range(1, n):
+        if torch.equal(rec.inputs[k], rec.inputs[k - 1]):
+            fail(f"{label}: step {k} trained on exactly the same batch as step {k - 1}.",
+                 "make the generator once, before the loop (rng = np.random.default_rng(seed)), and draw a fresh "
+                 "batch from it every step; re-seeding inside the loop repeats one batch.")
+
+
+def _loss_at(scratch: torch.nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, grad: bool = False):
+    """Cross-entropy of the model with ``params`` on batch ``x`` (labels: the symbol at position 0)."""
+    with torch.no_grad():
+        for name, p in scratch.named_parameters():
+            p.copy_(params[name])
+    with torch.enable_grad() if grad else torch.no_grad():
+        logits = _ref.RecallRNN.forward(scratch, x)
+        return logits, torch.nn.functional.cross_entropy(logits, x[:, 0])
+
+
+def _check_losses(losses, rec: _Recorder, scratch, first_params, steps: int, label: str) -> np.ndarray:
+    arr = as_numpy(losses, "the returned losses")
+    expect(arr.ndim == 1 and arr.shape[0] == steps,
+           f"{label}: returned {arr.shape[0] if arr.ndim == 1 else arr.shape} losses, expected one per step ({steps}).",
+           "append loss.item() after every step and return the list.")
+    arr = expect_finite(arr.astype(np.float64), "the returned losses")
+    for k in range(len(rec.params) if rec.params else 1):
+        params = rec.params[k] if rec.params else first_params
+        x = rec.inputs[k]
+        logits, ce = _loss_at(scratch, params, x)
+        if np.isclose(arr[k], ce.item(), rtol=1e-4, atol=1e-6):
+            continue
+        y = x[:, 0]
+        one_hot = torch.nn.functional.one_hot(y, logits.shape[-1]).to(logits.dtype)
+        F = torch.nn.functional
+        variants = {
+            "softmax applied before cross_entropy? F.cross_entropy takes the raw logits and applies "
+            "log-softmax itself.": F.cross_entropy(logits.softmax(-1), y),
+            "MSE against one-hot labels? Classification uses F.cross_entropy(logits, y) with y the class ids.":
+                F.mse_loss(logits, one_hot),
+            "MSE against one-hot labels? Classification uses F.cross_entropy(logits, y) with y the class ids. ":
+                F.mse_loss(logits.softmax(-1), one_hot),
+            "summed instead of averaged? Keep F.cross_entropy's default reduction (the mean over the batch).":
+                F.cross_entropy(logits, y, reduction="sum"),
+        }
+        hint = next((h.strip() for h, v in variants.items() if np.isclose(arr[k], v.item(), rtol=1e-4, atol=1e-6)),
+                    "record loss.item() of each step, with loss = F.cross_entropy(logits, y): raw logits, y the "
+                    "batch's labels (the symbol ids), computed before the optimizer step.")
+        fail(f"{label}: losses[{k}] is {arr[k]:.6f}, but the cross-entropy of the model on the batch it was given at "
+             f"step {k} is {ce.item():.6f}.", hint)
+    return arr
+
+
+def _simulate_updates(scratch, rec: _Recorder, lr: float, clip: float | None, mode: str) -> list[torch.Tensor]:
+    """The parameter change of each step that an optimiser loop would make from the learner's own parameters.
+
+    mode: "adam" (the right loop), "no_zero_grad" (gradients pile up), "fresh_adam" (Adam rebuilt every step).
+    """
+    params = list(scratch.parameters())
+    names = [n for n, _ in scratch.named_parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    left: list[torch.Tensor] | None = None
+    deltas = []
+    for k, x in enumerate(rec.inputs):
+        _, loss = _loss_at(scratch, rec.params[k], x, grad=True)
+        grads = list(torch.autograd.grad(loss, params))
+        if mode == "no_zero_grad" and left is not None:
+            grads = [g + a for g, a in zip(grads, left)]
+        if clip is not None:
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            coef = clip / (total + 1e-6)
+            if coef < 1:
+                grads = [g * coef for g in grads]
+        left = grads
+        if mode == "fresh_adam":
+            opt = torch.optim.Adam(params, lr=lr)
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            deltas.append(torch.cat([(p - rec.params[k][n]).flatten() for p, n in zip(params, names)]))
+    return deltas
+
+
+def _check_updates(rec: _Recorder, model, scratch, lr: float, label: str) -> None:
+    """Compare the learner's parameter change at each step with what Adam(lr) makes of the same gradients."""
+    names = [n for n, _ in scratch.named_parameters()]
+    after = rec.params[1:] + [{n: p.detach() for n, p in model.named_parameters()}]
+    actual = [torch.cat([(after[k][n] - rec.params[k][n]).flatten() for n in names]) for k in range(len(rec.inputs))]
+
+    def rel(a, b):
+        return (torch.linalg.vector_norm(a - b) / (torch.linalg.vector_norm(b) + 1e-12)).item()
+
+    def agrees(mode):
+        return any(all(rel(a, s) < 1e-2 for a, s in zip(actual, _simulate_updates(scratch, rec, lr, clip, mode)))
+                   for clip in (None, 1.0))
+
+    if agrees("adam"):
+        return
+    # the first step of Adam moves every weight with a nonzero gradient by lr (up to sign), whatever the scale
+    _, loss = _loss_at(scratch, rec.params[0], rec.inputs[0], grad=True)
+    g0 = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(scratch.parameters()))])
+    moved = actual[0][g0.abs() > 1e-6].abs()
+    size = float(moved.median()) if moved.numel() else 0.0
+    expected_first = [s[0] for s in (_simulate_updates(scratch, rec, lr, c, "adam") for c in (None, 1.0))]
+    if all(rel(actual[0], s) >= 1e-2 for s in expected_first):
+        if size == 0.0:
+            hint = "call optimizer.step() after loss.backward() in every step."
+        elif np.isclose(size, 1e-3, rtol=0.05) and not np.isclose(lr, 1e-3):
+            hint = "the learning rate looks like Adam's default 1e-3: pass lr=lr to torch.optim.Adam."
+        else:
+            hint = (f"Adam's first step moves every weight that has a gradient by about lr = {lr:g}; yours moved them "
+                    f"by {size:.3g} (median). Is the optimizer Adam, with lr=lr? " + _LOOP_HINT)
+        fail(f"{label}: the first training step changed the weights differently from Adam with lr={lr:g}.", hint)
+    if agrees("no_zero_grad"):
+        fail(f"{label}: from the second step on, the weight changes are those of gradients that pile up "
+             "across steps.", "call optimizer.zero_grad() every step, before loss.backward() (backward() adds to .grad).")
+    if agrees("fresh_adam"):
+        fail(f"{label}: every step looks like Adam's first step.",
+             "create the optimizer once, before the loop: Adam keeps running averages of the gradients between steps.")
+    fail(f"{label}: the weight changes after the first step do not match Adam with lr={lr:g} on your batches.",
+         _LOOP_HINT)
+
+
 def _check_training(fn, distance: int, steps: int, model_seed: int, train_seed: int, eval_seed: int,
-                    d_hidden: int, label: str) -> None:
+                    d_hidden: int, label: str, probe: dict[str, Any]) -> None:
     torch.manual_seed(model_seed)
     model = _ref.RecallRNN(d_hidden=d_hidden)
-    before = copy.deepcopy(model.state_dict())
-    start = time.perf_counter()
-    losses = _learner(fn, model, distance, steps=steps, batch_size=64, lr=1e-2, seed=train_seed,
-                      forbidden=(_ref.train_recall_rnn,), what="train_recall_rnn")
-    seconds = time.perf_counter() - start
-    changed = any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    initial = copy.deepcopy(model)
+    scratch = copy.deepcopy(model)
+    first_params = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    # --- a few observed steps: batches, seeding, losses, and the optimiser's parameter updates
+    p_steps, p_batch, p_lr, p_seed = probe["steps"], probe["batch_size"], probe["lr"], probe["seed"]
+    p_label = f"(steps={p_steps}, batch_size={p_batch}, lr={p_lr:g}, seed={p_seed}, distance={distance})"
+    runs = []
+    for seed in (p_seed, p_seed, p_seed + 1):
+        m = copy.deepcopy(initial)
+        losses, rec, _ = _train_observed(fn, m, distance, p_steps, p_batch, p_lr, seed, snapshots=True)
+        _check_batches(rec, p_steps, p_batch, distance, p_label)
+        runs.append((m, losses, rec))
+    (m, losses, rec), (_, _, rec_same), (_, _, rec_other) = runs
+    expect(all(torch.equal(a, b) for a, b in zip(rec.inputs, rec_same.inputs)),
+           f"{p_label}: two runs with the same seed trained on different batches.",
+           "draw the data from rng = np.random.default_rng(seed), made once before the loop and passed to "
+           "make_recall_batch (not np.random.* or default_rng() without the seed).")
+    expect(not all(torch.equal(a, b) for a, b in zip(rec.inputs, rec_other.inputs)),
+           f"{p_label}: runs with seeds {p_seed} and {p_seed + 1} trained on the same batches.",
+           "use the `seed` argument: rng = np.random.default_rng(seed), not a fixed seed.")
+    _check_losses(losses, rec, scratch, first_params, p_steps, p_label)
+    _check_updates(rec, m, scratch, p_lr, p_label)
+
+    # --- a full run: the model must learn the task
+    losses, rec, seconds = _train_observed(fn, model, distance, steps, 64, 1e-2, train_seed)
+    changed = any(not torch.equal(first_params[k], v) for k, v in model.named_parameters())
     expect(changed, f"{label}: the model's parameters did not change during training.",
            "train the model you are given, in place: build the optimizer over model.parameters() and call "
            "optimizer.step() (do not create a new model).")
+    _check_batches(rec, steps, 64, distance, label)
+    arr = _check_losses(losses, rec, scratch, first_params, steps, label)
     # the class's own forward, so that a patched instance cannot answer in the model's place
     acc = _ref.recall_accuracy(model, distance, n=1000, seed=eval_seed,
                                forward=lambda x: _ref.RecallRNN.forward(model, x))
@@ -356,16 +657,7 @@ def _check_training(fn, distance: int, steps: int, model_seed: int, train_seed: 
     expect(acc >= 0.9,
            f"{label}: accuracy on 1000 fresh sequences is {acc:.3f}; at this short distance a trained RNN "
            f"reaches at least 0.9 (chance is {chance:.3f}). Training took {seconds:.1f} s.",
-           "each step: a new batch, logits = model(x), cross-entropy against y, optimizer.zero_grad(), "
-           "loss.backward(), optimizer.step(). Adam with the given lr; x and y as torch int64 tensors."
-           if acc < 0.3 else
-           "it learns something but not enough: check the learning rate is used, every one of `steps` "
-           "steps takes an optimizer step, and gradients are zeroed each step.")
-    arr = as_numpy(losses, "the returned losses")
-    expect(arr.ndim == 1 and arr.shape[0] == steps,
-           f"{label}: returned {arr.shape[0] if arr.ndim == 1 else arr.shape} losses, expected one per step ({steps}).",
-           "append loss.item() after every step and return the list.")
-    arr = expect_finite(arr.astype(np.float64), "the returned losses")
+           _LOOP_HINT)
     k = max(1, steps // 10)
     expect(arr[-k:].mean() < arr[:k].mean(),
            f"{label}: the returned losses do not go down (first {k} average {arr[:k].mean():.3f}, "
@@ -373,17 +665,32 @@ def _check_training(fn, distance: int, steps: int, model_seed: int, train_seed: 
            "return the training loss of each step, in order.")
 
 
+def _blame_make_recall_batch(fn: Callable):
+    """train_recall_rnn calls the learner's make_recall_batch: a wrong one is reported as the thing to fix."""
+    return _blame_dependency(fn, "train_recall_rnn", "make_recall_batch", "Exercise 3", make_recall_batch_example,
+                             (_data.make_recall_batch,))
+
+
 def train_recall_rnn_example(fn: Callable) -> None:
-    """Visible check: a fresh ``RecallRNN`` trained at distance 2 must reach >= 0.9 accuracy."""
-    _check_training(fn, distance=2, steps=200, model_seed=0, train_seed=0, eval_seed=1, d_hidden=32,
-                    label="distance 2, 200 steps")
+    """Visible check: 3 observed steps (batches, seeding, losses, Adam's updates), then 200 steps at distance 2.
+
+    The observed steps use a pre-hook on the model to record every batch it is given and its parameters, so the
+    check sees what the loop does: `steps` forward passes of `batch_size` sequences, fresh batches that depend on
+    `seed` only, the cross-entropy of each step, and weight changes equal to those of Adam(lr) on those batches.
+    """
+    with _blame_make_recall_batch(fn):
+        _check_training(fn, distance=2, steps=200, model_seed=0, train_seed=0, eval_seed=1, d_hidden=32,
+                        label="distance 2, 200 steps",
+                        probe={"steps": 3, "batch_size": 16, "lr": 3e-3, "seed": 5})
     passed("train_recall_rnn (distance 2)")
 
 
 def train_recall_rnn(fn: Callable) -> None:
-    """Hidden check: another model size and fresh seeds, evaluated on fresh data by the reference generator."""
-    _check_training(fn, distance=4, steps=200, model_seed=31_337, train_seed=2_024, eval_seed=777_001,
-                    d_hidden=24, label="distance 4, 200 steps, d_hidden 24")
+    """Hidden check: another model size, other probe settings and fresh seeds, evaluated by the reference generator."""
+    with _blame_make_recall_batch(fn):
+        _check_training(fn, distance=4, steps=200, model_seed=31_337, train_seed=2_024, eval_seed=777_001,
+                        d_hidden=24, label="distance 4, 200 steps, d_hidden 24",
+                        probe={"steps": 4, "batch_size": 12, "lr": 5e-3, "seed": 4_242})
     passed("train_recall_rnn (hidden: fresh model and data)")
 
 
@@ -427,8 +734,10 @@ def _check_timing(fn, lengths: list[int], repeats: int, pattern_ms: list[float],
 
 
 def measure_time_example(fn: Callable) -> None:
-    """Visible check: a fake forward pass that sleeps exactly L milliseconds."""
-    _check_timing(fn, [1, 2, 3], 3, [1.0], "(fake fn sleeping L ms, lengths [1, 2, 3], repeats 3)")
+    """Visible check: a fake forward pass whose calls take 3L, L and 10L ms: only the median gives 3L ms."""
+    # mean 4.7L ms, min L ms, max 10L ms, total 14L ms: each is off by at least 1.6 ms at L = 1
+    _check_timing(fn, [1, 2, 3], 3, [3.0, 1.0, 10.0],
+                  "(fake fn whose 3 calls take 3L, L and 10L ms; lengths [1, 2, 3], repeats 3)")
     passed("measure_time (fake forward pass)")
 
 
