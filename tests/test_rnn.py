@@ -541,7 +541,7 @@ def test_train_recall_rnn_hidden_check_catches(fn, hint):
         check.train_recall_rnn(fn)
 
 
-@pytest.mark.parametrize("variant", [dict(clip=False), dict(zero_after=True)])
+@pytest.mark.parametrize("variant", [{"clip": False}, {"zero_after": True}])
 def test_train_recall_rnn_correct_variants_pass(variant, capsys):
     fn = train_variant(**variant)
     check.train_recall_rnn_example(fn)

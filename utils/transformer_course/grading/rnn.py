@@ -453,12 +453,11 @@ class _Recorder:
 
     def __call__(self, module, args, kwargs):
         if not torch.is_grad_enabled():
-            return None
+            return
         x = args[0] if args else next(iter(kwargs.values()), None)
         self.inputs.append(x.detach().clone() if isinstance(x, torch.Tensor) else x)
         if self.snapshots:
             self.params.append({k: v.detach().clone() for k, v in module.named_parameters()})
-        return None
 
 
 def _train_observed(fn, model, distance, steps, batch_size, lr, seed, snapshots=False):
@@ -624,7 +623,8 @@ def _check_training(fn, distance: int, steps: int, model_seed: int, train_seed: 
 
     # --- a few observed steps: batches, seeding, losses, and the optimiser's parameter updates
     p_steps, p_batch, p_lr, p_seed = probe["steps"], probe["batch_size"], probe["lr"], probe["seed"]
-    p_label = f"(steps={p_steps}, batch_size={p_batch}, lr={p_lr:g}, seed={p_seed}, distance={distance})"
+    p_label = (f"train_recall_rnn(model, distance={distance}, steps={p_steps}, batch_size={p_batch}, lr={p_lr:g}, "
+               f"seed={p_seed})")
     runs = []
     for seed in (p_seed, p_seed, p_seed + 1):
         m = copy.deepcopy(initial)
