@@ -18,7 +18,7 @@
 # the squeeze: every position may look directly at every other position and take what it
 # needs, however far back it is.
 #
-# **You will learn to**
+# **Learning objectives.** You will learn to
 # - read attention as a *soft dictionary lookup* with queries, keys and values;
 # - write a numerically stable softmax, and see why the naive one overflows;
 # - implement scaled dot-product attention in numpy, then batched in PyTorch;
