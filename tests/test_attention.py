@@ -757,3 +757,10 @@ class _FirstPosition(nn.Module):
 def test_recall_model_reading_a_fixed_position():
     check.recall_model_example(_FirstPosition())            # the visible example cannot tell...
     fails_with(check.recall_model, _FirstPosition(), hint="reads a fixed position (position 0?)")
+
+
+def test_reference_softmax_accepts_lists_and_integers():
+    # found by the browser test: a learner typing ref.softmax([[1.0, 2.0, 3.0]])
+    assert np.allclose(ref.softmax([[1.0, 2.0, 3.0]]).sum(), 1.0)
+    assert ref.softmax(np.array([1, 2])).dtype == np.float64
+    assert ref.softmax(np.zeros(3, np.float32)).dtype == np.float32

@@ -53,7 +53,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     zeros, not NaN: its maximum is ``-inf`` and ``-inf - (-inf)`` would be NaN,
     so the shift uses 0 there instead.
     """
-    x = np.asarray(x, dtype=np.result_type(x, np.float32))
+    x = np.asarray(x)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)  # ints and lists become floats
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)               # all -inf slice: shift by 0
     e = np.exp(x - m)
