@@ -663,20 +663,27 @@ def _check_causal(fn: Callable, n: int) -> np.ndarray:
     what = f"causal_mask({n})"
     result = _run(fn, n, what=what, forbid=_MASKS)
     arr = expect_shape(result, (n, n), what, hint="the mask is (n, n): one row per query, one column per key.")
-    expected = ref.causal_mask(n)
+    ones = np.ones((n, n), dtype=bool)
+    return _expect_mask(arr, ref.causal_mask(n), what,
+                        ((HINT_CAUSAL_TRIANGLE, np.triu(ones)), (HINT_CAUSAL_DIAGONAL, np.tril(ones, k=-1)),
+                         (HINT_CAUSAL_INVERTED, np.triu(ones, k=1))),
+                        "True where the key position j is at most the query position i.")
+
+
+def _expect_mask(arr: np.ndarray, expected: np.ndarray, what: str, mistakes, hint: str,
+                 show=lambda m: m, shown: str = "") -> np.ndarray:
+    """A boolean mask equal to ``expected``, or a failure naming the known mistake it makes."""
     if arr.dtype != np.bool_:
         if np.array_equal(arr, expected):
             fail(f"{what} has the right pattern but dtype {arr.dtype}.", HINT_BOOL)
         arr = arr.astype(bool) if arr.dtype.kind in "biuf" else arr
     if np.array_equal(arr, expected):
         return arr
-    ones = np.ones((n, n), dtype=bool)
-    for hint, wrong in ((HINT_CAUSAL_TRIANGLE, np.triu(ones)), (HINT_CAUSAL_DIAGONAL, np.tril(ones, k=-1)),
-                        (HINT_CAUSAL_INVERTED, np.triu(ones, k=1))):
+    message = f"{what} returned\n{_describe(show(arr))}\n{shown}expected\n{_describe(show(expected))}"
+    for mistake_hint, wrong in mistakes:
         if np.array_equal(arr, wrong):
-            fail(f"{what} returned\n{_describe(arr)}\nexpected\n{_describe(expected)}", hint)
-    fail(f"{what} returned\n{_describe(arr)}\nexpected\n{_describe(expected)}",
-         "True where the key position j is at most the query position i.")
+            fail(message, mistake_hint)
+    fail(message, hint)
     raise AssertionError("unreachable")
 
 
@@ -712,21 +719,12 @@ def _check_padding(fn: Callable, lengths: np.ndarray, max_len: int) -> np.ndarra
     if arr.shape in ((b, max_len), (b, max_len, 1)) and not arr.shape == expected.shape:
         fail(f"{what} has shape {arr.shape}, expected {expected.shape}.", HINT_PAD_SHAPE)
     arr = expect_shape(arr, expected.shape, what, hint=HINT_PAD_SHAPE)
-    if arr.dtype != np.bool_:
-        if np.array_equal(arr, expected):
-            fail(f"{what} has the right pattern but dtype {arr.dtype}.", HINT_BOOL)
-        arr = arr.astype(bool) if arr.dtype.kind in "biuf" else arr
-    if np.array_equal(arr, expected):
-        return arr
-    for hint, wrong in ((HINT_PAD_OFF_BY_ONE, ref.padding_mask(lengths + 1, max_len)),
-                        (HINT_PAD_OFF_BY_ONE, ref.padding_mask(lengths - 1, max_len)),
-                        (HINT_PAD_INVERTED, ~expected)):
-        if np.array_equal(arr, wrong):
-            fail(f"{what} returned\n{_describe(arr[:, 0])}\n(shown without the query axis), expected\n"
-                 f"{_describe(expected[:, 0])}", hint)
-    fail(f"{what} returned\n{_describe(arr[:, 0])}\n(shown without the query axis), expected\n"
-         f"{_describe(expected[:, 0])}", "position j of sequence b is real when j < lengths[b].")
-    raise AssertionError("unreachable")
+    return _expect_mask(arr, expected, what,
+                        ((HINT_PAD_OFF_BY_ONE, ref.padding_mask(lengths + 1, max_len)),
+                         (HINT_PAD_OFF_BY_ONE, ref.padding_mask(lengths - 1, max_len)),
+                         (HINT_PAD_INVERTED, ~expected)),
+                        "position j of sequence b is real when j < lengths[b].",
+                        show=lambda m: m[:, 0], shown="(shown without the query axis), ")
 
 
 def _check_bias(fn: Callable, mask: np.ndarray, label: str) -> np.ndarray:
