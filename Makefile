@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch first and pinned: an unpinned torch on Linux pulls several GB of CUDA
-# packages.  On a GPU machine, or with your platform's own PyTorch index, override:
-#   make install TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <your index>"
+# torch first and pinned, so that nothing else pulls a different (CUDA) build.  On Linux
+# PyPI's wheel includes CUDA libraries; for the CPU-only build point pip at PyTorch's
+# CPU index (README, "Set up"):
+#   make install TORCH_SPEC="torch==2.13.0+cpu" TORCH_PIP_ARGS="--index-url <PyTorch's CPU index>"
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 LAB_ARGS ?=
@@ -20,6 +21,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@if [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 && [ -z "$(TORCH_PIP_ARGS)" ]; then \
+		echo "note: on Linux, PyPI's torch wheel brings several GB of CUDA libraries unless pip finds a"; \
+		echo "      CPU build (a local wheel, or TORCH_PIP_ARGS with PyTorch's CPU index: see README)."; fi
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
@@ -42,4 +46,4 @@ doctor: install
 	$(BIN)/transformer-course doctor
 
 clean-workspace:
-	rm -rf autograder/submitted autograder/autograded autograder/feedback autograder/gradebook.db autograder/grades.csv
+	rm -rf autograder/submitted autograder/autograded autograder/feedback autograder/gradebook.db autograder/grades.csv autograder/grading_errors.json

@@ -764,3 +764,16 @@ def test_reference_softmax_accepts_lists_and_integers():
     assert np.allclose(ref.softmax([[1.0, 2.0, 3.0]]).sum(), 1.0)
     assert ref.softmax(np.array([1, 2])).dtype == np.float64
     assert ref.softmax(np.zeros(3, np.float32)).dtype == np.float32
+
+
+def test_np_dot_on_batched_arrays_is_caught_with_its_hint():
+    """COURSE.md's 'a 2-D np.dot on 4-D arrays': it must cost the points, with a hint naming np.dot."""
+    def np_dot_attention(q, k, v, mask=None):
+        scores = np.dot(q, np.swapaxes(k, -1, -2)) / np.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        weights = ref.softmax(scores, axis=-1)
+        return np.dot(weights, v), weights
+
+    with pytest.raises(CheckFailed, match="np.dot"):
+        check.scaled_dot_product_attention(np_dot_attention)

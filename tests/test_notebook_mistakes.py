@@ -46,7 +46,7 @@ def test_attention_mistakes_lose_their_points_with_hints(tmp_path):
         "attention_torch_test": "sqrt(d_k)",
         "causal_mask_test": "triangle",
         "padding_mask_test": "NaN",
-        "qk_variance_test": "",
+        "qk_variance_test": "seed",
     }
     for grade_id, word in expected_words.items():
         ex = result[grade_id]

@@ -39,6 +39,13 @@ def toy(tmp_path_factory) -> Path:
     return root
 
 
+def fresh_copy(toy: Path, dest: Path) -> Path:
+    """A copy of the toy course with an empty instructor workspace."""
+    shutil.copytree(toy, dest, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db",
+                                                              "grading_errors.json"))
+    return dest
+
+
 def toy_submission(toy: Path, dest: Path, double: str | None = None, square: str | None = None) -> Path:
     nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
     for cell in nb.cells:
@@ -172,6 +179,8 @@ def test_collect_autograde_feedback_export(toy, tmp_path):
     """A small class: a perfect, a partial, an untouched and a malformed submission."""
     from transformer_course import classroom
 
+    toy = fresh_copy(toy, tmp_path / "course")
+
     inbox = tmp_path / "inbox"
     toy_submission(toy, inbox / "ada", double=GOOD_DOUBLE, square=GOOD_SQUARE)
     toy_submission(toy, inbox / "bob", double=GOOD_DOUBLE, square=HARDCODED_SQUARE)
@@ -196,9 +205,32 @@ def test_collect_autograde_feedback_export(toy, tmp_path):
     assert "hard-code" in bob
 
     out = classroom.export(os.fspath(tmp_path / "grades.csv"), root=toy)
-    rows = list(csv.DictReader(out.open()))
-    by_student = {r["student_id"]: float(r["score"]) for r in rows}
-    assert by_student["ada"] == 5 and by_student["bob"] == 2 and by_student["cy"] == 0
+    rows = {r["student_id"]: r for r in csv.DictReader(out.open())}
+    assert {s: float(r["score"]) for s, r in rows.items()} == {"ada": 5, "bob": 2, "cy": 0, "dee": 0}
+    # the malformed submission is in the export, with why: never a silent zero, never left out
+    assert rows["dee"]["status"].startswith("error:") and "not a readable notebook" in rows["dee"]["status"]
+    assert rows["dee"]["max_score"] == rows["ada"]["max_score"]
+    # their written answers were left as "YOUR ANSWER HERE", which nbgrader scores 0 without a human
+    assert {rows[s]["status"] for s in ("ada", "bob", "cy")} == {"ok"}
+
+
+def test_collect_accepts_a_zip_of_the_folder_and_explains_bad_input(toy, tmp_path):
+    import zipfile
+
+    from transformer_course import classroom
+
+    inbox = tmp_path / "inbox"
+    toy_submission(toy, inbox / "eve", double=GOOD_DOUBLE)
+    toy_submission(toy, inbox / "fay")
+    archive = tmp_path / "inbox.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in inbox.rglob("*.ipynb"):
+            zf.write(f, f.relative_to(tmp_path))  # entries start with inbox/, as `zip -r inbox.zip inbox` makes
+    copy = fresh_copy(toy, tmp_path / "course")
+    assert classroom.collect("99_toy", archive, root=copy) == 2
+    assert sorted(p.name for p in (copy / "autograder" / "submitted").iterdir()) == ["eve", "fay"]
+    proc = run_cli("collect", "99_toy", os.fspath(tmp_path / "missing"), root=copy)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
 
 
 # --- JupyterLab ------------------------------------------------------------------

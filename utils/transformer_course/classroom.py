@@ -4,6 +4,8 @@ the same path ``transformer-course check`` uses.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shutil
@@ -52,6 +54,10 @@ def collect(assignment: str, path: Path, root: Path | None = None) -> int:
             path = Path(tmp)
         if not path.is_dir():
             raise GradingError(f"{path} is neither a folder nor a .zip")
+        entries = [p for p in path.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        if len(entries) == 1 and entries[0].is_dir() and not list(path.glob("*.ipynb")) \
+                and any(p.is_dir() for p in entries[0].iterdir()):
+            path = entries[0]  # a zip of the folder itself: inbox/STUDENT/...
         found: dict[str, Path] = {}
         for nb in sorted(path.rglob("*.ipynb")):
             if ".ipynb_checkpoints" in nb.parts:
@@ -85,6 +91,20 @@ class AutogradeSummary:
         for a, s, err in self.failures:
             lines.append(f"  ! {a} {s}: {err}")
         return "\n".join(lines)
+
+
+ERRORS_FILE = Path("autograder") / "grading_errors.json"
+
+
+def _load_errors(root: Path) -> dict[str, str]:
+    path = root / ERRORS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save_errors(root: Path, errors: dict[str, str]) -> None:
+    path = root / ERRORS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(errors, indent=1, sort_keys=True) + "\n")
 
 
 def _grade_one(root: str, assignment: str, student: str) -> SubmissionResult:
@@ -153,6 +173,14 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
             if result.errors:
                 summary.failures.append((a, s, "; ".join(result.errors)))
     summary.graded.sort(key=lambda r: (r.assignment, r.student))
+    # Every submission that could not be graded is remembered, with why, so that
+    # `export` lists it instead of leaving the student out.
+    errors = _load_errors(root)
+    for a, s in todo:
+        errors.pop(f"{a}/{s}", None)
+    for a, s, err in summary.failures:
+        errors[f"{a}/{s}"] = err
+    _save_errors(root, errors)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -172,14 +200,47 @@ def feedback(names: list[str] | None = None, root: Path | None = None) -> list[P
 
 
 def export(to: str | None = None, root: Path | None = None) -> Path:
-    """Grades of every student and assignment as CSV (nbgrader's CSV exporter)."""
+    """Grades of every student and assignment as CSV.
+
+    nbgrader's CSV exporter's columns, plus ``status``: ``ok``, ``needs manual
+    grading``, or ``error: ...`` for a submission that could not be graded (it is
+    listed with score 0, never left out).
+    """
     from nbgrader.api import Gradebook
     from nbgrader.plugins.export import CsvExportPlugin
 
     root = (root or course_root()).resolve()
     config = make_config(root)
     dest = Path(to) if to else root / "autograder" / "grades.csv"
-    plugin = CsvExportPlugin(to=os.fspath(dest))
-    with Gradebook(config.CourseDirectory.db_url) as gb:
-        plugin.export(gb)
+    errors = _load_errors(root)
+    with tempfile.TemporaryDirectory(prefix="tc-export-") as tmp:
+        raw = Path(tmp) / "grades.csv"
+        with Gradebook(config.CourseDirectory.db_url) as gb:
+            CsvExportPlugin(to=os.fspath(raw)).export(gb)
+            manual = {(sub.assignment.name, sub.student.id) for a in gb.assignments for sub in a.submissions
+                      if sub.needs_manual_grade}
+            max_scores = {a.name: a.max_score for a in gb.assignments}
+        with raw.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    fields = list(rows[0]) if rows else ["assignment", "duedate", "timestamp", "student_id", "last_name",
+                                         "first_name", "email", "raw_score", "late_submission_penalty",
+                                         "score", "max_score"]
+    seen = set()
+    for row in rows:
+        key = (row["assignment"], row["student_id"])
+        seen.add(key)
+        row["status"] = ("error: " + errors[f"{key[0]}/{key[1]}"]) if f"{key[0]}/{key[1]}" in errors else (
+            "needs manual grading" if key in manual else "ok")
+    for key, err in sorted(errors.items()):
+        assignment, student = key.split("/", 1)
+        if (assignment, student) not in seen:
+            row = {f: "" for f in fields}
+            row.update(assignment=assignment, student_id=student, raw_score=0.0, late_submission_penalty=0.0,
+                       score=0.0, max_score=max_scores.get(assignment, ""), status="error: " + err)
+            rows.append(row)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*fields, "status"])
+        writer.writeheader()
+        writer.writerows(rows)
     return dest

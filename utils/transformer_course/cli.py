@@ -47,7 +47,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
             return 1
         print("generated files are up to date")
         return 0
-    changed = build(only=args.assignment or None, force=args.force)
+    from .build import LearnerWorkError
+
+    try:
+        changed = build(only=args.assignment or None, force=args.force)
+    except LearnerWorkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not changed:
         print("nothing to do: every generated file is up to date")
     return 0
@@ -128,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_doctor)
 
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from .nbgrading import GradingError
+
+    try:
+        return int(args.func(args) or 0)
+    except GradingError as exc:  # a bad input, explained: not a crash
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

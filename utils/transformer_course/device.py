@@ -12,8 +12,7 @@ import torch
 def default_device() -> torch.device:
     """The fastest device present: ``cuda`` > ``mps`` > ``cpu``.
 
-    Set ``TRANSFORMER_COURSE_DEVICE=cpu`` to force one (graders do, for
-    reproducible marks).
+    Set ``TRANSFORMER_COURSE_DEVICE`` (``cpu``, ``cuda``, ``mps``) to force one.
     """
     forced = os.environ.get("TRANSFORMER_COURSE_DEVICE")
     if forced:

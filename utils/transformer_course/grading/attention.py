@@ -112,7 +112,13 @@ HINT_TRANSPOSE = (
     "transpose only the last two axes of k: np.swapaxes(k, -1, -2) in numpy, k.transpose(-2, -1) in "
     "torch. k.T reverses every axis of a batched array, and numpy's k.transpose(...) takes the full "
     "order of ALL axes: k.transpose(-2, -1) on a 2-D numpy array changes nothing, and "
-    "k.transpose(0, 2, 1) fails unless k has exactly 3 axes."
+    "k.transpose(0, 2, 1) fails unless k has exactly 3 axes. And multiply with @ (np.matmul), not "
+    "np.dot: on arrays with more than 2 axes np.dot is not a batched product."
+)
+HINT_NP_DOT = (
+    "np.dot on arrays with more than 2 axes is not a batched matrix product: it pairs every batch "
+    "of q with every batch of k, giving shape (..., n_q, ..., n_k). Use q @ np.swapaxes(k, -1, -2) "
+    "(np.matmul), which multiplies matching batches."
 )
 HINT_SWAPPED = (
     "output and weights are swapped: return `output, weights` in that order, output = weights @ v "
@@ -240,14 +246,7 @@ def _run(fn: Callable, *args: Any, what: str, forbid: Iterable[str] = (), forbid
     forbidden: list[Any] = [getattr(ref, name) for name in forbid]
     if forbid_sdpa:
         forbidden += _FUSED
-    try:
-        return call(fn, *args, what=what, forbid=forbidden, **kwargs)
-    except CheckFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - anything the learner's code raises
-        hint = explain(exc) if explain is not None else None
-        message = f"{what} raised {type(exc).__name__}: {exc}"
-        raise CheckFailed(f"{message}\nHint: {hint}" if hint else message) from exc
+    return call(fn, *args, what=what, forbid=forbidden, explain=explain, **kwargs)
 
 
 def _diagnose(actual: np.ndarray, mistakes: Iterable[tuple[str, Any]], what: str,
@@ -512,6 +511,8 @@ def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool
         fail(f"{what} returned a first result of shape {o_shape} and a second of shape {w_shape}; "
              f"expected (output, weights) of shapes {(*batch, n_q, d_v)} and {(*batch, n_q, n_k)}.",
              HINT_SWAPPED)
+    if batch and w_shape == (*batch, n_q, *batch, n_k):
+        fail(f"the weight matrix of {what} has shape {w_shape}, expected {(*batch, n_q, n_k)}.", HINT_NP_DOT)
     w_arr = expect_shape(weights, (*batch, n_q, n_k), f"the weight matrix of {what}",
                          hint=HINT_TRANSPOSE if q.ndim > 2 else "weights are (..., n_q, n_k).")
     o_arr = expect_shape(out, (*batch, n_q, d_v), f"the output of {what}",

@@ -132,7 +132,9 @@ def _not_implemented_message(name: str, fn: Callable, exc: BaseException) -> str
     return f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
 
 
-def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any] = (), **kwargs: Any) -> Any:
+def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any] = (),
+         explain: Callable[[Exception], str | None] | None = None, label_errors: bool = True,
+         **kwargs: Any) -> Any:
     """Call the learner's ``fn`` and turn 'not done yet' into a clear failure.
 
     Output the learner's code prints, and its warnings, are captured and dropped so
@@ -154,10 +156,14 @@ def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any
                 result = fn(*args, **kwargs)
     except NotImplementedError as exc:
         fail(_not_implemented_message(name, fn, exc))
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - anything the learner's code raises
         if hits:
             _forbidden(name, hits)
-        raise
+        if not label_errors or isinstance(exc, CheckFailed):
+            raise
+        hint = explain(exc) if explain is not None else None
+        message = f"{name} raised {type(exc).__name__}: {exc}"
+        raise CheckFailed(f"{message}\nHint: {hint}" if hint else message) from exc
     if hits:
         _forbidden(name, hits)
     return result

@@ -33,9 +33,19 @@ __all__ = [
 
 
 def _learner(fn: Callable, *args: Any, forbidden: tuple[Callable, ...] = (), what: str | None = None,
+             explain: Callable[[Exception], str | None] | None = None, label_errors: bool = True,
              **kwargs: Any) -> Any:
     """``call`` the learner's function; calling a reference in ``forbidden`` fails it."""
-    return call(fn, *args, what=what, forbid=forbidden, **kwargs)
+    return call(fn, *args, what=what, forbid=forbidden, explain=explain, label_errors=label_errors, **kwargs)
+
+
+def _explain_shapes(exc: Exception) -> str | None:
+    text = str(exc)
+    if any(w in text for w in ("matmul", "core dimension", "not aligned", "shapes", "broadcast")):
+        return ("a shape mismatch: x_t is (B, d_in) and h is (B, d_h); W_xh is (d_h, d_in) and W_hh is "
+                "(d_h, d_h), as in torch.nn.RNN, so the step is x_t @ W_xh.T + h @ W_hh.T + b. "
+                "W_xh applied transposed?")
+    return None
 
 
 def _pair(result: Any, what: str, names: str) -> tuple[Any, Any]:
@@ -138,7 +148,7 @@ def _check_forward_case(fn, x, h0, W_xh, W_hh, b, label: str, oracle: str) -> No
         hs_exp, h_last_exp = _ref.rnn_forward(x, h0, W_xh, W_hh, b)
     args = [a.copy() for a in (x, h0, W_xh, W_hh, b)]
     result = _learner(fn, *args, forbidden=(_ref.rnn_forward, _ref.rnn_forward_torch, _ref.torch_rnn_from_weights),
-                      what="rnn_forward")
+                      what=f"rnn_forward {label}", explain=_explain_shapes)
     hs, h_last = _pair(result, "rnn_forward", "(hs, h_last)")
     what = f"hs {label}"
     if isinstance(hs, (list, tuple)):
@@ -389,7 +399,7 @@ def _check_recall_seeding(fn, seeds: tuple[int, int]) -> None:
 def _check_recall_raises(fn) -> None:
     try:
         _learner(fn, 4, 0, _data.RecallVocab(), np.random.default_rng(0), forbidden=(_data.make_recall_batch,),
-                 what="make_recall_batch")
+                 what="make_recall_batch", label_errors=False)
     except CheckFailed:
         raise
     except ValueError:
