@@ -114,9 +114,13 @@ def test_build_refuses_to_overwrite_a_learners_run(toy, tmp_path):
     nb = nbformat.read(path, as_version=4)
     nb.cells[1].execution_count = 3
     nbformat.write(nb, path)
-    with pytest.raises(LearnerWorkError):
+    with pytest.raises(LearnerWorkError, match="holds outputs"):
         build(copy, log=lambda *_: None)
     assert build(copy, log=lambda *_: None, force=True)
+    # answers typed but never run (or outputs cleared) are work too
+    toy_submission(copy, copy / "notebooks" / "99_toy", double=GOOD_DOUBLE)
+    with pytest.raises(LearnerWorkError, match="double are filled in"):
+        build(copy, log=lambda *_: None)
 
 
 # --- check -----------------------------------------------------------------------

@@ -63,20 +63,31 @@ def _normalise_release(path: Path) -> str:
     return _dumps(nb)
 
 
+#: What nbgrader leaves in an answer cell of a student notebook.
+STUB_CODE = "raise NotImplementedError()"
+STUB_TEXT = "YOUR ANSWER HERE"
+
+
 class LearnerWorkError(RuntimeError):
     """A student notebook holds a learner's run; building would overwrite it."""
 
 
 def _refuse_to_overwrite_work(out: Path, names: list[str]) -> None:
-    """Generated student notebooks never hold outputs: if one does, a learner worked in it."""
+    """A generated student notebook holds no outputs and only stubs in its answer cells:
+    if one has outputs, or an answer cell without its stub, a learner worked in it."""
     for name in names:
         path = out / "notebooks" / name / f"{name}.ipynb"
         if not path.is_file():
             continue
         nb = nbformat.read(os.fspath(path), as_version=4)
-        if any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
+        ran = any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+        answered = [c.metadata["nbgrader"].get("grade_id", "?") for c in nb.cells
+                    if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+                    and (STUB_CODE if c.cell_type == "code" else STUB_TEXT) not in c.source]
+        if ran or answered:
+            why = "it holds outputs" if ran else f"answer cells {', '.join(answered)} are filled in"
             raise LearnerWorkError(
-                f"{path} has been run (it holds outputs): building would overwrite a learner's work. "
+                f"{path} holds a learner's work ({why}): building would overwrite it. "
                 "Save it elsewhere, or pass --force.")
 
 
