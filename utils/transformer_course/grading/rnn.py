@@ -191,7 +191,7 @@ def rnn_forward_example(fn: Callable) -> None:
 
 def rnn_forward(fn: Callable) -> None:
     """Hidden check: random shapes and weights against ``torch.nn.RNN`` with copied weights."""
-    g = rng(9_410_117)
+    g = rng()  # fresh inputs every grading run: nothing to tailor an answer to
     cases = [  # (B, T, d_in, d_h, spectral radius, input scale)
         (3, 7, 4, 5, 0.9, 1.0),
         (1, 1, 2, 3, 1.0, 1.0),     # a single step
@@ -294,7 +294,7 @@ def jacobian_norms_example(fn: Callable) -> None:
 
 def jacobian_norms(fn: Callable) -> None:
     """Hidden check: random weights at several spectral radii against autograd."""
-    g = rng(52_883_406)
+    g = rng()  # fresh weights every grading run
     with _blame_rnn_forward(fn):
         for T, d_in, d_h, radius in [(6, 3, 4, 0.5), (1, 2, 2, 1.0), (12, 2, 5, 1.0), (20, 4, 6, 1.8),
                                      (9, 1, 1, 3.0), (15, 3, 8, 0.9)]:
@@ -439,7 +439,9 @@ def make_recall_batch(fn: Callable) -> None:
         else:
             x, y = _recall_batch(fn, B, d, vocab, seed, label)
             _check_recall_structure(x, y, B, d, vocab, label)
-    _check_recall_seeding(fn, (70_117, 80_221))
+    # (the statistical checks above keep fixed seeds so that they cannot flake; these need not)
+    s1 = int(rng().integers(1_000, 2**31))
+    _check_recall_seeding(fn, (s1, s1 + 1 + int(rng().integers(0, 1_000))))
     out = _learner(fn, 5, 3, forbidden=(_data.make_recall_batch,), what="make_recall_batch")
     xa, ya = _pair(out, "make_recall_batch", "(x, y)")
     _check_recall_structure(as_numpy(xa), as_numpy(ya), 5, 3, default, "(with the default vocab and rng=None)")
@@ -698,7 +700,8 @@ def train_recall_rnn_example(fn: Callable) -> None:
 def train_recall_rnn(fn: Callable) -> None:
     """Hidden check: another model size, other probe settings and fresh seeds, evaluated by the reference generator."""
     with _blame_make_recall_batch(fn):
-        _check_training(fn, distance=4, steps=200, model_seed=31_337, train_seed=2_024, eval_seed=777_001,
+        _check_training(fn, distance=4, steps=200, model_seed=31_337, train_seed=2_024,
+                        eval_seed=int(rng().integers(0, 2**31)),
                         d_hidden=24, label="distance 4, 200 steps, d_hidden 24",
                         probe={"steps": 4, "batch_size": 12, "lr": 5e-3, "seed": 4_242})
     passed("train_recall_rnn (hidden: fresh model and data)")
