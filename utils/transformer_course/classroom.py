@@ -32,10 +32,6 @@ from .nbgrading import (
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
-def workspace_config(root: Path | None = None):
-    return make_config(root or course_root())
-
-
 def collect(assignment: str, path: Path, root: Path | None = None) -> int:
     """Copy submissions into ``autograder/submitted/STUDENT/ASSIGNMENT/``.
 

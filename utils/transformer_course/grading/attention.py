@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from .. import attention as ref
 from ..data import RecallVocab, make_recall_batch
-from .core import CheckFailed, as_numpy, call, expect_close, expect_finite, expect_shape, fail, matches, passed
+from .core import (CheckFailed, as_numpy, call, diagnose, expect_close, expect_finite, expect_shape, fail, matches,
+                   passed, rng)
 
 __all__ = [
     "softmax_example", "softmax",
@@ -249,30 +250,8 @@ def _run(fn: Callable, *args: Any, what: str, forbid: Iterable[str] = (), forbid
     return call(fn, *args, what=what, forbid=forbidden, explain=explain, **kwargs)
 
 
-def _diagnose(actual: np.ndarray, mistakes: Iterable[tuple[str, Any]], what: str,
-              atol: float, rtol: float) -> None:
-    """Fail with the hint of the first known mistake ``actual`` reproduces."""
-    for hint, wrong in mistakes:
-        if wrong is not None and matches(actual, wrong, atol=atol, rtol=rtol):
-            fail(f"{what} does not match the reference.", hint)
-
-
 def _describe(x: np.ndarray) -> str:
     return np.array2string(np.asarray(x), precision=4, suppress_small=True, separator=", ")
-
-
-def _fresh_rng() -> np.random.Generator:
-    """A generator with a seed the learner cannot know in advance."""
-    return np.random.default_rng()
-
-
-def _compare(actual: np.ndarray, expected: np.ndarray, what: str, atol: float, rtol: float,
-             mistakes: Sequence[tuple[str, Any]] = (), hint: str | None = None) -> None:
-    """``core.expect_close`` with an ordered list of mistakes (one hint may name several)."""
-    if matches(actual, expected, atol=atol, rtol=rtol):
-        return
-    _diagnose(actual, mistakes, what, atol, rtol)
-    expect_close(actual, expected, what, atol=atol, rtol=rtol, hint=hint)
 
 
 # -------------------------------------------------------- 1. softmax ---
@@ -343,7 +322,7 @@ def _check_softmax_case(fn: Callable, x: np.ndarray, axis: int | None, label: st
     mistakes += [(HINT_KEEPDIMS, wrong) for wrong in _no_keepdims_softmaxes(x, axis)]
     mistakes += [(HINT_AXIS, ref.softmax(x, axis=other)) for other in range(x.ndim)
                  if other != axis % x.ndim]
-    _diagnose(arr, mistakes, what, **tol)
+    diagnose(arr, mistakes, what, **tol)
     a64 = arr.astype(np.float64)
     with np.errstate(invalid="ignore"):
         empty = np.all(np.isneginf(x), axis=axis, keepdims=True)          # all -inf slices
@@ -363,7 +342,7 @@ def _check_softmax_case(fn: Callable, x: np.ndarray, axis: int | None, label: st
     if empty.any() and matches(a64[~empty_b], expected[~empty_b], **tol):
         fail(f"{what} is right except for the slices that are entirely -inf "
              f"(yours sum to {float(sums[empty].max()):.4g} there, expected all zeros).", HINT_ALL_INF_FINITE)
-    _compare(arr, expected, what, **tol)
+    expect_close(arr, expected, what, **tol)
 
 
 _SOFTMAX_EXAMPLE = np.array([[0.0, 1.0, 2.0, 3.0, 4.0],
@@ -398,7 +377,7 @@ def _softmax_last_axis_cases(gen: np.random.Generator) -> list[tuple[np.ndarray,
 
 def softmax(fn: Callable) -> None:
     """Hidden check: random shapes and axes, huge and tiny logits, -inf rows, no mutation."""
-    gen = _fresh_rng()
+    gen = rng()
     cases = _softmax_last_axis_cases(gen)
     for x, label in cases[:2]:
         _check_softmax_case(fn, x, None, label)
@@ -420,7 +399,7 @@ def _blame_softmax(fn: Callable, exc: CheckFailed) -> None:
         return
     try:
         _check_softmax_case(learner_softmax, _SOFTMAX_EXAMPLE.copy(), None, "example")
-        for x, label in _softmax_last_axis_cases(_fresh_rng()):
+        for x, label in _softmax_last_axis_cases(rng()):
             _check_softmax_case(learner_softmax, x, None, label)
     except CheckFailed as softmax_exc:
         raise CheckFailed(f"{HINT_SOFTMAX_FIRST}\n\nWhat softmax's check says: {softmax_exc}\n\n"
@@ -529,7 +508,7 @@ def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool
         fail(f"{what}: the first result is the weights and the second the output.", HINT_SWAPPED)
     mistakes = _attention_mistakes(q, k, v, mask)
     if not matches(w_arr, exp_w, **tol):
-        _diagnose(w_arr, [(h, w) for h, w, _ in mistakes], f"the weight matrix of {what}", **tol)
+        diagnose(w_arr, [(h, w) for h, w, _ in mistakes], f"the weight matrix of {what}", **tol)
         rows_ok = ~np.all(np.broadcast_to(~np.asarray(mask, dtype=bool), exp_w.shape), axis=-1) \
             if mask is not None else np.ones(exp_w.shape[:-1], dtype=bool)
         nan_rows = np.isnan(w_arr).any(axis=-1)
@@ -546,17 +525,17 @@ def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool
             fail(f"the weight matrix of {what} is wrong only for queries whose keys are all masked.",
                  HINT_EMPTY_ROWS)
         if float64 and matches(w_arr, exp_w, **TOL32):
-            _compare(w_arr, exp_w, f"the weight matrix of {what}", **tol, hint=HINT_FLOAT32)
-        _compare(w_arr, exp_w, f"the weight matrix of {what}", **tol)
+            expect_close(w_arr, exp_w, f"the weight matrix of {what}", **tol, hint=HINT_FLOAT32)
+        expect_close(w_arr, exp_w, f"the weight matrix of {what}", **tol)
     if float64 and not matches(o_arr, exp_o, **tol) and matches(o_arr, exp_o, **TOL32):
-        _compare(o_arr, exp_o, f"the output of {what}", **tol, hint=HINT_FLOAT32)
-    _compare(o_arr, exp_o, f"the output of {what}", **tol,
+        expect_close(o_arr, exp_o, f"the output of {what}", **tol, hint=HINT_FLOAT32)
+    expect_close(o_arr, exp_o, f"the output of {what}", **tol,
              mistakes=[(h, o) for h, _, o in mistakes], hint=HINT_OUTPUT)
 
     if torch_mode and grads:
         if not out.requires_grad:
             fail(f"{what}: the output does not require grad although q, k and v do.", HINT_NO_GRAD)
-        g = torch.tensor(_fresh_rng().normal(size=o_arr.shape), dtype=dtype)
+        g = torch.tensor(rng().normal(size=o_arr.shape), dtype=dtype)
         learner_grads = torch.autograd.grad((out * g).sum(), (tq, tk, tv), allow_unused=True)
         rq, rk, rv = (torch.tensor(a, dtype=dtype, requires_grad=True) for a in (q, k, v))
         rmask = None if mask is None else torch.tensor(np.asarray(mask, dtype=bool))
@@ -565,7 +544,7 @@ def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool
         for name, lg, rg in zip("qkv", learner_grads, ref_grads):
             if lg is None:
                 fail(f"{what}: no gradient reaches {name}.", HINT_NO_GRAD)
-            _compare(as_numpy(lg), as_numpy(rg), f"the gradient of {what} with respect to {name}",
+            expect_close(as_numpy(lg), as_numpy(rg), f"the gradient of {what} with respect to {name}",
                      **tol, hint=HINT_FLOAT32 if float64 and matches(as_numpy(lg), as_numpy(rg), **TOL32)
                      else HINT_NO_GRAD)
 
@@ -607,7 +586,7 @@ def scaled_dot_product_attention_example(fn: Callable) -> None:
 
 def scaled_dot_product_attention(fn: Callable) -> None:
     """Hidden check of the numpy attention against torch's fused attention."""
-    gen = _fresh_rng()
+    gen = rng()
     n = lambda *s: gen.normal(size=s)  # noqa: E731
     _check_attention_case(fn, n(4, 8), n(6, 8), n(6, 5), None, "random, n_q=4, n_k=6, d_k=8, d_v=5",
                           torch_mode=False)
@@ -634,7 +613,7 @@ def attention_torch_example(fn: Callable) -> None:
 
 def attention_torch(fn: Callable) -> None:
     """Hidden check: any leading axes, masks, float32 and float64, gradients; oracle = torch's sdpa."""
-    gen = _fresh_rng()
+    gen = rng()
     n = lambda *s: gen.normal(size=s)  # noqa: E731
     cases = [
         (n(4, 8), n(6, 8), n(6, 5), None, "no batch axis"),
@@ -698,13 +677,13 @@ def causal_mask(fn: Callable) -> None:
     """Hidden check: several sizes, and attention with the mask equals torch's is_causal=True."""
     for n in (2, 7, 33, 1):
         _check_causal(fn, n)
-    gen = _fresh_rng()
+    gen = rng()
     n = int(gen.integers(5, 12))
     mask = _check_causal(fn, n)
     q, k, v = (torch.tensor(gen.normal(size=(2, 3, n, 8))) for _ in range(3))
     ours = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(np.ascontiguousarray(mask)))
     oracle = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    _compare(as_numpy(ours), as_numpy(oracle), f"attention with causal_mask({n})", atol=1e-9, rtol=1e-7,
+    expect_close(as_numpy(ours), as_numpy(oracle), f"attention with causal_mask({n})", atol=1e-9, rtol=1e-7,
              hint=HINT_CAUSAL_TRIANGLE)
     passed("causal_mask")
 
@@ -760,7 +739,7 @@ def padding_mask_example(padding_mask_fn: Callable, mask_to_bias_fn: Callable) -
 
 def padding_mask(padding_mask_fn: Callable, mask_to_bias_fn: Callable) -> None:
     """Hidden check: random lengths (0 and full included), the bias, and torch's sdpa as the oracle."""
-    gen = _fresh_rng()
+    gen = rng()
     max_len = int(gen.integers(6, 12))
     lengths = gen.integers(1, max_len + 1, size=6)
     lengths[0], lengths[1] = max_len, 0
@@ -778,7 +757,7 @@ def padding_mask(padding_mask_fn: Callable, mask_to_bias_fn: Callable) -> None:
         q, k, v, attn_mask=torch.from_numpy(np.ascontiguousarray(bias)).to(q.dtype))
     with_mask = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(ref.padding_mask(lengths, max_len)[:, None]))
     expect_finite(with_bias, "attention with your padding bias", hint=HINT_BIAS_NAN)
-    _compare(as_numpy(with_bias), as_numpy(with_mask), "attention with your padding bias",
+    expect_close(as_numpy(with_bias), as_numpy(with_mask), "attention with your padding bias",
              atol=1e-9, rtol=1e-7)
     passed("padding_mask and mask_to_bias")
 
@@ -982,7 +961,7 @@ def recall_model_example(model) -> None:
 def recall_model(model) -> None:
     """Hidden check: fresh batches at distances 50 and 200, and with the symbol moved; the
     attention weights of the query position must pick out the symbol."""
-    gen = _fresh_rng()
+    gen = rng()
     seeds = [int(s) for s in gen.integers(0, 2**31, size=3)]
     _check_recall(model, [50, 200], seeds[:2], batch_size=500, attend=True)
     _check_recall(model, [100], seeds[2:], batch_size=500, moved=True, attend=True)

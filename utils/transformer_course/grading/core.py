@@ -29,6 +29,7 @@ __all__ = [
     "expect_finite",
     "expect_close",
     "matches",
+    "diagnose",
     "passed",
     "rng",
 ]
@@ -202,20 +203,35 @@ def matches(actual: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5) 
         return bool(np.allclose(a.astype(np.float64), e.astype(np.float64), atol=atol, rtol=rtol, equal_nan=True))
 
 
+def diagnose(actual: Any, mistakes: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, what: str,
+             atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """Fail with the hint of the first known mistake whose output ``actual`` reproduces.
+
+    ``mistakes``: a mapping hint -> wrong output, or ordered ``(hint, wrong output)``
+    pairs; a wrong output of ``None`` (a mistake that does not apply) is skipped.
+    """
+    pairs = mistakes.items() if isinstance(mistakes, Mapping) else (mistakes or ())
+    for mistake_hint, wrong in pairs:
+        if wrong is not None and matches(actual, wrong, atol=atol, rtol=rtol):
+            fail(f"{what} does not match the reference.", mistake_hint)
+
+
 def expect_close(
     actual: Any,
     expected: Any,
     what: str = "the result",
     atol: float = 1e-6,
     rtol: float = 1e-5,
-    mistakes: Mapping[str, Any] | None = None,
+    mistakes: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     hint: str | None = None,
 ) -> np.ndarray:
     """Compare a learner's result with the reference and explain a mismatch.
 
     ``mistakes`` maps a hint to the output a known wrong implementation gives on
-    the same input; when the learner's output matches one of them, that hint is
-    what the learner reads.  Otherwise ``hint`` (if any) is given.
+    the same input (a mapping, or ordered ``(hint, output)`` pairs when one hint
+    covers several outputs); when the learner's output matches one of them, that
+    hint is what the learner reads (see :func:`diagnose`).  Otherwise ``hint``
+    (if any) is given.
     """
     arr = as_numpy(actual, what)
     exp = np.asarray(expected)
@@ -223,9 +239,7 @@ def expect_close(
         fail(f"{what} has shape {arr.shape}, expected {exp.shape}.", hint)
     if matches(arr, exp, atol=atol, rtol=rtol):
         return arr
-    for mistake_hint, wrong in (mistakes or {}).items():
-        if matches(arr, wrong, atol=atol, rtol=rtol):
-            fail(f"{what} does not match the reference.", mistake_hint)
+    diagnose(arr, mistakes, what, atol=atol, rtol=rtol)
     a64, e64 = arr.astype(np.float64), exp.astype(np.float64)
     nan_where = np.isnan(a64) & ~np.isnan(e64)
     if nan_where.any():
