@@ -1,7 +1,8 @@
 """Scaled dot-product attention, its softmax and its masks: the reference answers.
 
-Taught in notebook 02 (attention); reused by 03 (multi-head attention), 05
-(transformer blocks), 07 (GPT, causal masks) and 10 (efficient attention).
+Taught in notebook 02 (attention) and 03 (multi-head attention: heads, projections,
+cross-attention); reused by 05 (transformer blocks), 06 (BERT), 07 (GPT, causal
+masks, the key/value cache), 09 (CLIP) and 10 (efficient attention).
 
 Shapes follow one convention everywhere::
 
@@ -26,6 +27,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
@@ -37,6 +39,12 @@ __all__ = [
     "padding_mask",
     "mask_to_bias",
     "qk_variance",
+    "split_heads",
+    "merge_heads",
+    "KVCache",
+    "MultiHeadAttention",
+    "mha_param_count",
+    "load_torch_mha",
 ]
 
 
@@ -174,6 +182,7 @@ def attention(
     is_causal: bool = False,
     scale: float | None = None,
     need_weights: bool = False,
+    dropout_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batched scaled dot-product attention in torch.
 
@@ -184,6 +193,8 @@ def attention(
         is_causal: also apply :func:`causal_mask` (top-left aligned, as torch does).
         scale: the factor on the scores; ``1 / sqrt(d_k)`` by default.
         need_weights: also return the attention weights.
+        dropout_p: dropout on the attention weights (training only; the
+            returned weights are the ones before dropout).
 
     Returns:
         ``(output, weights)``: output ``(..., n_q, d_v)``; weights
@@ -202,7 +213,8 @@ def attention(
 
     if not need_weights:
         # fast path: fused kernel (flash / memory-efficient on GPUs, a fused loop on CPUs)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale), None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale,
+                                              dropout_p=dropout_p), None
 
     # plain path: every step visible
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
@@ -215,4 +227,165 @@ def attention(
         else:
             scores = scores + mask
     weights = softmax_torch(scores, dim=-1)             # (..., n_q, n_k), rows sum to 1 (or 0)
-    return weights @ v, weights                         # (..., n_q, d_v)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights                         # (..., n_q, d_v)
+
+
+# ------------------------------------------------------------ multi-head ---
+
+def split_heads(x, n_heads: int):
+    """``(B, T, d_model) -> (B, n_heads, T, d_head)`` with ``d_head = d_model // n_heads``.
+
+    Works on numpy arrays and torch tensors alike.  The reshape cuts each
+    position's ``d_model`` features into ``n_heads`` consecutive chunks,
+    ``(B, T, h, d_head)``; the transpose then moves the head axis in front of
+    the sequence axis so that attention's matrix products run over ``T`` per head.
+    Reshaping straight to ``(B, h, T, d_head)`` would keep the numbers in memory
+    order and mix positions into heads: the classic bug.
+    """
+    B, T, d_model = x.shape
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return x.reshape(B, T, n_heads, d_model // n_heads).swapaxes(1, 2)   # (B, h, T, d_head)
+
+
+def merge_heads(x):
+    """``(B, n_heads, T, d_head) -> (B, T, n_heads * d_head)``: the inverse of :func:`split_heads`."""
+    B, h, T, d_head = x.shape
+    x = x.swapaxes(1, 2)                                                  # (B, T, h, d_head)
+    if isinstance(x, torch.Tensor):
+        x = x.contiguous()
+    return x.reshape(B, T, h * d_head)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, for one attention layer.
+
+    The hook :class:`MultiHeadAttention` calls while decoding: ``update(k, v)``
+    appends the new positions' keys and values (``(B, h, t_new, d_head)``) along
+    the sequence axis and returns all of them, so each new token attends to
+    every earlier one without recomputing their projections.  Notebook 07 uses
+    one cache per layer to generate text.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+def _as_head_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Let ``(B, n_q, n_k)`` masks (e.g. :func:`padding_mask`) broadcast over heads."""
+    if mask is not None and mask.dim() == 3:
+        return mask[:, None]                                              # (B, 1, n_q, n_k)
+    return mask
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention for self-attention and cross-attention.
+
+    ``h`` heads each attend in a ``d_head = d_model / h`` dimensional subspace;
+    their outputs are concatenated and mixed by ``out_proj``.  Parameters: four
+    ``d_model x d_model`` projections (``q_proj``, ``k_proj``, ``v_proj``,
+    ``out_proj``) and their biases, ``4 d_model^2 + 4 d_model`` in all, whatever
+    the number of heads (:func:`mha_param_count`).
+
+    ``forward(x, memory=None, *, mask=None, is_causal=False, need_weights=False,
+    kv_cache=None, rotary=None)``:
+
+    - ``x``: queries' source ``(B, T_q, d_model)``; ``memory``: keys' and values'
+      source ``(B, T_k, d_model)`` for cross-attention (``None``: self-attention).
+    - ``mask``: boolean, ``True`` = may attend, broadcastable to
+      ``(B, h, T_q, T_k)``; a ``(B, 1, T_k)`` :func:`padding_mask` or a
+      ``(T_q, T_k)`` :func:`causal_mask` both work.
+    - ``is_causal``: position ``i`` attends to keys ``j <= i`` (counting cached
+      keys: with a cache the new queries are the last ``T_q`` positions).
+    - ``kv_cache``: a :class:`KVCache` (or anything with ``update(k, v)``); the
+      new keys/values are appended and attention runs over all of them.
+    - ``rotary``: ``(cos, sin)`` of shape ``(T_max, d_head)`` from
+      :func:`transformer_course.positions.rope_cos_sin`, applied to queries and
+      keys after the head split (RoPE, notebook 04); with a cache, rows
+      ``len(cache) ..`` are used.
+
+    Returns ``(output (B, T_q, d_model), weights (B, h, T_q, T_k) or None)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
+                is_causal: bool = False, need_weights: bool = False, kv_cache=None, rotary=None):
+        source = x if memory is None else memory
+        q = split_heads(self.q_proj(x), self.n_heads)                     # (B, h, T_q, d_head)
+        k = split_heads(self.k_proj(source), self.n_heads)                # (B, h, T_k, d_head)
+        v = split_heads(self.v_proj(source), self.n_heads)                # (B, h, T_k, d_head)
+        if rotary is not None:
+            from .positions import apply_rope                             # positions imports nothing from here
+            offset = len(kv_cache) if kv_cache is not None else 0
+            cos, sin = rotary
+            q_cos, q_sin = cos[..., offset:offset + q.shape[-2], :], sin[..., offset:offset + q.shape[-2], :]
+            q, k = apply_rope(q, q_cos, q_sin), apply_rope(k, q_cos, q_sin)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)                                  # (B, h, T_past + T_q, d_head)
+        mask = _as_head_mask(mask)
+        n_q, n_k = q.shape[-2], k.shape[-2]
+        if is_causal and n_q != n_k:
+            # new queries are the last n_q positions: query i may see keys j <= i + (n_k - n_q)
+            causal = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
+            mask = causal if mask is None else mask & causal
+            is_causal = False
+        dropout_p = self.dropout if self.training else 0.0
+        out, weights = attention(q, k, v, mask, is_causal=is_causal, need_weights=need_weights, dropout_p=dropout_p)
+        return self.out_proj(merge_heads(out)), weights                  # (B, T_q, d_model)
+
+
+def mha_param_count(d_model: int, n_heads: int, bias: bool = True) -> int:
+    """Parameters of :class:`MultiHeadAttention`: ``4 d^2 (+ 4 d)``, independent of ``n_heads``.
+
+    Splitting ``d_model`` into heads reshapes the projections' outputs; it adds
+    no weights.
+    """
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return 4 * d_model * d_model + (4 * d_model if bias else 0)
+
+
+@torch.no_grad()
+def load_torch_mha(mine: MultiHeadAttention, theirs: nn.MultiheadAttention) -> MultiHeadAttention:
+    """Copy a :class:`torch.nn.MultiheadAttention`'s weights into ``mine``.
+
+    torch stores the three input projections stacked in one
+    ``in_proj_weight`` of shape ``(3 d, d)`` (queries, keys, values in that
+    order) and the output projection in ``out_proj``.
+    """
+    if theirs.in_proj_weight is None:
+        raise ValueError("only torch MultiheadAttention with kdim == vdim == embed_dim is supported")
+    w_q, w_k, w_v = theirs.in_proj_weight.chunk(3, dim=0)
+    for proj, w in ((mine.q_proj, w_q), (mine.k_proj, w_k), (mine.v_proj, w_v)):
+        proj.weight.copy_(w)
+    if theirs.in_proj_bias is not None:
+        b_q, b_k, b_v = theirs.in_proj_bias.chunk(3)
+        for proj, b in ((mine.q_proj, b_q), (mine.k_proj, b_k), (mine.v_proj, b_v)):
+            proj.bias.copy_(b)
+    mine.out_proj.weight.copy_(theirs.out_proj.weight)
+    if theirs.out_proj.bias is not None:
+        mine.out_proj.bias.copy_(theirs.out_proj.bias)
+    return mine
