@@ -329,3 +329,18 @@ def test_seq2seq_learns_to_reverse():
     assert losses[-1] < 0.05 < losses[0]
     assert exact_match(m, n=300, rng=np.random.default_rng(1)) >= 0.95
     assert greedy_decode(m, torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]]), 8).tolist() == [[8, 7, 6, 5, 4, 3, 2, 1]]
+
+
+def test_causal_encoder_block_with_cache_is_a_gpt_block():
+    """07 stacks EncoderBlock(norm_first=True, activation="gelu_tanh") with is_causal and a cache."""
+    torch.manual_seed(0)
+    blk = blocks.EncoderBlock(16, 4, 64, norm_first=True, activation="gelu_tanh").eval()
+    x = torch.randn(2, 6, 16)
+    full = blk(x, is_causal=True)
+    cache = att.KVCache()
+    parts = [blk(x[:, :2], is_causal=True, kv_cache=cache)]
+    parts += [blk(x[:, t:t + 1], is_causal=True, kv_cache=cache) for t in range(2, 6)]
+    close(torch.cat(parts, 1), full)
+    changed = x.clone()
+    changed[:, 4:] += 1.0                                       # the future never leaks backwards
+    close(blk(changed, is_causal=True)[:, :4], full[:, :4])
