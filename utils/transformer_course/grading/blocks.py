@@ -1,0 +1,930 @@
+"""Checks for notebook 05 (transformer blocks).
+
+Each exercise has a visible ``<name>_example(...)`` check (a small worked example
+the learner can read) and a hidden ``<name>(...)`` check (fresh random inputs,
+and the real oracle: :class:`torch.nn.LayerNorm`, :class:`torch.nn.TransformerEncoderLayer`
+and :class:`torch.nn.TransformerDecoderLayer` with their weights copied into the
+learner's block).  Every known mistake listed for this notebook is recognised and
+named in the failure message.
+
+The learner's code is always what runs.  Blocks are built from the learner's
+classes and loaded with torch's weights through
+:func:`transformer_course.blocks.load_torch_encoder_layer` /
+:func:`~transformer_course.blocks.load_torch_decoder_layer`; a learner's code
+that hands the exercise to the package's reference or to torch's own layer fails.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import attention as att
+from .. import blocks as ref
+from .. import seq2seq as s2s
+from ..data import DigitVocab, make_digit_batch
+from .core import CheckFailed, as_numpy, call, diagnose, expect_close, fail, matches, passed, rng
+
+__all__ = [
+    "layer_norm_example", "layer_norm",
+    "feed_forward_example", "feed_forward",
+    "encoder_block_example", "encoder_block",
+    "decoder_block_example", "decoder_block",
+    "seq2seq_loss_example", "seq2seq_loss",
+    "trained_model_example", "trained_model",
+]
+
+# ------------------------------------------------------------------ hints ---
+
+HINT_EPS_OUTSIDE = (
+    "eps sits outside the square root: the formula is (x - mean) / sqrt(var + eps), not "
+    "(x - mean) / (sqrt(var) + eps). The two agree while the variance is large, and differ a lot for "
+    "features with a small spread (this input has a variance close to eps)."
+)
+HINT_EPS_IGNORED = (
+    "the result matches LayerNorm with eps = 1e-5 although this call passed a different eps: use the "
+    "`eps` argument, do not hard-code 1e-5 (BERT uses eps = 1e-12, and with features of variance 1e-6 "
+    "that changes the output by a factor of 3)."
+)
+HINT_EPS_WRONG = (
+    "the output matches LayerNorm with a different eps: use exactly the `eps` argument, inside the "
+    "square root: (x - mean) / sqrt(var + eps)."
+)
+HINT_UNBIASED = (
+    "you used the unbiased variance (dividing by d - 1): torch.var and x.var() divide by d - 1 by "
+    "default. LayerNorm divides by d: x.var(dim=-1, unbiased=False, keepdim=True), or "
+    "((x - mean) ** 2).mean(dim=-1, keepdim=True). With d = 4 features the difference is a factor "
+    "sqrt(4/3)."
+)
+HINT_AXIS_BATCH = (
+    "you normalised over the batch axis (dim 0): LayerNorm normalises each position's feature vector on "
+    "its own, over the LAST axis only (dim=-1, keepdim=True), so the result for one example never "
+    "depends on the others in the batch (that would be BatchNorm)."
+)
+HINT_AXIS_SEQUENCE = (
+    "you normalised over the sequence axis (dim 1): LayerNorm normalises each position's feature "
+    "vector on its own, over the LAST axis (dim=-1, keepdim=True)."
+)
+HINT_AXIS_ALL = (
+    "you normalised over more than the last axis (over the whole array, or over sequence and features "
+    "together): LayerNorm takes the mean and variance of each position's d features only, "
+    "dim=-1 with keepdim=True."
+)
+HINT_NO_WEIGHT = (
+    "the learned scale is missing: multiply the normalised values by `weight` (gamma), then add "
+    "`bias` (beta): y = weight * x_hat + bias."
+)
+HINT_NO_BIAS = "the learned shift is missing: add `bias` (beta) after scaling: y = weight * x_hat + bias."
+HINT_NO_AFFINE = (
+    "the learned scale and shift are missing: after normalising, return weight * x_hat + bias "
+    "(gamma and beta, one number per feature)."
+)
+HINT_AFFINE_ORDER = (
+    "scale and shift are in the wrong order: first multiply by `weight`, then add `bias`: "
+    "weight * x_hat + bias, not (x_hat + bias) * weight."
+)
+HINT_NO_GRAD = (
+    "your output is not connected to autograd: did you go through numpy, call .detach()/.item(), or "
+    "build a new tensor with torch.tensor(...)? Use torch operations only, so that training can "
+    "update `weight` and `bias`."
+)
+HINT_NOT_TENSOR = (
+    "return a torch tensor (use torch operations on the inputs): the blocks later in this notebook "
+    "need the result to stay on the autograd graph and on the inputs' device."
+)
+HINT_LAYER_NORM_FIRST = (
+    "your layer_norm from exercise 1 fails its checks, and your block's LayerNorm modules use it: fix "
+    "layer_norm first (run its test cell), then run this cell again."
+)
+HINT_FFN_FIRST = (
+    "your FeedForward from exercise 2 fails its checks, and your block's `self.ff` is one: fix "
+    "FeedForward first (run its test cell), then run this cell again."
+)
+HINT_FFN_NO_ACT = (
+    "there is no non-linearity between the two layers: fc2(fc1(x)) is one linear map in disguise. "
+    "Apply the activation to fc1's output: fc2(act(fc1(x)))."
+)
+HINT_FFN_ACT_AFTER = (
+    "the activation is in the wrong place: it goes between the two layers, fc2(act(fc1(x))), not after "
+    "fc2 (the block's output must be able to be negative)."
+)
+HINT_FFN_ACT_TWICE = "the activation is applied twice: only between the layers, fc2(act(fc1(x)))."
+HINT_FFN_WRONG_ACT = (
+    "the activation does not follow the `activation` argument: 'relu' means F.relu, 'gelu' means F.gelu "
+    "(the exact erf form, as BERT and torch's TransformerEncoderLayer(activation='gelu') use)."
+)
+HINT_FFN_GELU_TANH = (
+    "for activation='gelu' use the exact GELU, F.gelu(x) (approximate='none'), as BERT and torch's "
+    "TransformerEncoderLayer(activation='gelu') do; the tanh approximation is GPT-2's (notebook 07)."
+)
+HINT_FFN_SHAPES = (
+    "fc1 must be nn.Linear(d_model, d_ff) and fc2 nn.Linear(d_ff, d_model), both with bias: the network "
+    "widens each position to d_ff features and projects back to d_model."
+)
+HINT_SWAPPED = (
+    "post-LN and pre-LN are swapped: norm_first=False (post-LN, the original Transformer) is "
+    "x = norm(x + sublayer(x)); norm_first=True (pre-LN) is x = x + sublayer(norm(x))."
+)
+HINT_ALWAYS_POST = (
+    "your block ignores norm_first: with norm_first=True it still computes post-LN. Pre-LN normalises "
+    "the sublayer's INPUT and leaves the residual stream untouched: x = x + sublayer(norm(x))."
+)
+HINT_ALWAYS_PRE = (
+    "your block ignores norm_first: with norm_first=False it still computes pre-LN. Post-LN adds first "
+    "and normalises the sum: x = norm(x + sublayer(x))."
+)
+HINT_NO_RESIDUAL = (
+    "the residual connection is missing: each sublayer's output is ADDED to its input "
+    "(post-LN: norm(x + sublayer(x)); pre-LN: x + sublayer(norm(x))), not used instead of it."
+)
+HINT_RESIDUAL_AFTER_NORM = (
+    "the residual is added after the norm: in post-LN the norm is applied to the SUM, "
+    "x = norm(x + sublayer(x)), not x + norm(sublayer(x))."
+)
+HINT_PRE_RESIDUAL_NORMED = (
+    "in pre-LN the residual must carry the un-normalised x: x = x + sublayer(norm(x)). Writing "
+    "x = norm(x) first and then x = x + sublayer(x) adds the normalised input instead."
+)
+HINT_NORMS_SWAPPED = (
+    "the LayerNorms are used in the wrong places: norm1 goes with self-attention, norm2 with the "
+    "feed-forward network (in the decoder: norm1 self-attention, norm2 cross-attention, norm3 "
+    "feed-forward). Each has its own learned weights, so the order matters."
+)
+HINT_FF_ON_INPUT = (
+    "the feed-forward sublayer works on the block's input instead of the attention sublayer's output: "
+    "the sublayers are chained, each one's output is the next one's input."
+)
+HINT_MASK_IGNORED = (
+    "the padding mask is ignored: pass `mask` on to self-attention, self.self_attn(h, mask=mask); "
+    "padded keys must get no weight."
+)
+HINT_MASK_INVERTED = (
+    "the mask is inverted: in this course True means 'may attend' (torch's Transformer layers use the "
+    "opposite convention, True = blocked); pass it to MultiHeadAttention unchanged."
+)
+HINT_NO_CAUSAL = (
+    "the decoder's self-attention is not causal: position i must not see the target tokens after it. "
+    "Pass is_causal=is_causal to self.self_attn (during training the decoder reads the whole shifted "
+    "target at once, and without the mask it can copy the answer)."
+)
+HINT_CROSS_ON_X = (
+    "cross-attention attends to the decoder's own positions instead of the encoder's output: the "
+    "keys and values come from `memory`: self.cross_attn(h, memory, mask=memory_mask)."
+)
+HINT_CROSS_WRONG_MODULE = (
+    "cross-attention uses the wrong module: self-attention is self.self_attn, cross-attention "
+    "self.cross_attn; each has its own projection weights."
+)
+HINT_MEMORY_MASK_IGNORED = (
+    "memory_mask is ignored: pass it to cross-attention, self.cross_attn(h, memory, mask=memory_mask), "
+    "so that the decoder never reads the source's padding."
+)
+HINT_MEMORY_MASK_ON_SELF = (
+    "memory_mask went to self-attention: it describes the encoder's positions (the keys of "
+    "CROSS-attention): self.cross_attn(h, memory, mask=memory_mask)."
+)
+HINT_UNSHIFTED = (
+    "the decoder input is the target itself, not the target shifted right: position t then sees y_t, "
+    "the very token it must predict, so it learns to copy. Training loss drops to 0, but greedy "
+    "decoding, which only has the tokens generated so far, fails. Feed [BOS, y_0, ..., y_{T-2}] and "
+    "predict [y_0, ..., y_{T-1}]."
+)
+HINT_SHIFT_LEFT = (
+    "the target is shifted the wrong way: the decoder input is [BOS, y_0, ..., y_{T-2}] (BOS in front, "
+    "the last token dropped), not [y_1, ..., y_{T-1}, BOS]."
+)
+HINT_NO_BOS = (
+    "the decoder input must start with BOS: [BOS, y_0, ..., y_{T-2}], the same length T as the target; "
+    "greedy decoding starts from BOS alone, so training must too."
+)
+HINT_SRC_TGT_SWAPPED = (
+    "source and decoder input are swapped: call model(src, tgt_in), the source sequence first."
+)
+HINT_LOSS_LABELS = (
+    "the decoder input is right but the loss is not: it is the mean cross-entropy of the logits "
+    "(B, T, vocab) against the UNSHIFTED target y (B, T): F.cross_entropy(logits.reshape(-1, V), "
+    "tgt.reshape(-1))."
+)
+HINT_LOSS_SUM = "use the mean cross-entropy over all B * T positions (F.cross_entropy's default), not the sum."
+HINT_LOSS_SOFTMAX = (
+    "F.cross_entropy takes raw logits and applies log-softmax itself: do not apply softmax first."
+)
+HINT_TRAIN_MORE = (
+    "the model has not learned the task yet: run the training cell (all of it) and check that the loss "
+    "curve ends near 0; if it does not, train for more steps."
+)
+HINT_LEAKED = (
+    "your model predicts every token perfectly when it is fed the target itself, but fails when it "
+    "decodes on its own: it was trained on the UNSHIFTED target and learned to copy its input. Fix "
+    "seq2seq_loss (exercise 5), then rebuild and retrain the model."
+)
+
+_VOCAB = DigitVocab()
+
+
+# ------------------------------------------------------------- integrity ---
+
+def _builtin(name: str, module: Any = torch) -> list[tuple[Any, str]]:
+    f = getattr(module, name, None)
+    return [(f, f"torch.{name}")] if f is not None else []
+
+
+_LAYER_NORMS: list[Any] = [
+    (F.layer_norm, "torch.nn.functional.layer_norm"),
+    (nn.LayerNorm.forward, "torch.nn.LayerNorm"),
+    (ref.layer_norm, "transformer_course.blocks.layer_norm"),
+    (ref.LayerNorm.forward, "transformer_course.blocks.LayerNorm"),
+    *_builtin("layer_norm"),
+    *_builtin("native_layer_norm"),
+]
+_FFNS: list[Any] = [(ref.FeedForward.forward, "transformer_course.blocks.FeedForward")]
+_BLOCKS: list[Any] = [
+    (ref.EncoderBlock.forward, "transformer_course.blocks.EncoderBlock.forward"),
+    (ref.DecoderBlock.forward, "transformer_course.blocks.DecoderBlock.forward"),
+    (nn.TransformerEncoderLayer.forward, "torch.nn.TransformerEncoderLayer"),
+    (nn.TransformerDecoderLayer.forward, "torch.nn.TransformerDecoderLayer"),
+    (nn.TransformerEncoder.forward, "torch.nn.TransformerEncoder"),
+    (nn.TransformerDecoder.forward, "torch.nn.TransformerDecoder"),
+    (nn.Transformer.forward, "torch.nn.Transformer"),
+    *_builtin("_transformer_encoder_layer_fwd"),
+]
+_LOSS_HELPERS: list[Any] = [
+    (s2s.shift_right, "transformer_course.seq2seq.shift_right"),
+    (s2s.train_seq2seq, "transformer_course.seq2seq.train_seq2seq"),
+]
+TOL64 = dict(atol=1e-9, rtol=1e-7)     # float64 throughout: far below every listed mistake
+
+
+def _tensor_result(out: Any, what: str) -> torch.Tensor:
+    if out is None:
+        fail(f"{what} returned None.", "Did you forget to `return` the result?")
+    if not isinstance(out, torch.Tensor):
+        fail(f"{what} returned {type(out).__name__}, not a torch tensor.", HINT_NOT_TENSOR)
+    return out
+
+
+# ------------------------------------------------------ 1. layer norm ---
+
+def _ln(x, w, b, eps, *, axes=(-1,), unbiased=False, outside=False, affine="wb"):
+    """LayerNorm variants (float64 torch), for recognising mistakes."""
+    mean = x.mean(dim=axes, keepdim=True)
+    var = x.var(dim=axes, keepdim=True, unbiased=unbiased)
+    y = (x - mean) / (torch.sqrt(var) + eps if outside else torch.sqrt(var + eps))
+    if affine == "wb":
+        return y * w + b
+    if affine == "w":
+        return y * w
+    if affine == "b":
+        return y + b
+    if affine == "bw":
+        return (y + b) * w
+    return y
+
+
+def _layer_norm_mistakes(x, w, b, eps) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = [
+        (HINT_EPS_OUTSIDE, _ln(x, w, b, eps, outside=True)),
+        (HINT_UNBIASED, _ln(x, w, b, eps, unbiased=True)),
+        (HINT_UNBIASED, _ln(x, w, b, eps, unbiased=True, outside=True)),
+        (HINT_NO_AFFINE, _ln(x, w, b, eps, affine="")),
+        (HINT_NO_WEIGHT, _ln(x, w, b, eps, affine="b")),
+        (HINT_NO_BIAS, _ln(x, w, b, eps, affine="w")),
+        (HINT_AFFINE_ORDER, _ln(x, w, b, eps, affine="bw")),
+    ]
+    if eps != 1e-5:
+        out.append((HINT_EPS_IGNORED, _ln(x, w, b, 1e-5)))
+    for other in (0.0, 1e-12, 1e-8, 1e-6, 1e-5, 1e-3):
+        if other != eps:
+            out.append((HINT_EPS_WRONG, _ln(x, w, b, other)))
+    if x.dim() >= 2 and x.shape[0] > 1:
+        out.append((HINT_AXIS_BATCH, _ln(x, w, b, eps, axes=(0,))))
+    if x.dim() >= 3 and x.shape[1] > 1:
+        out.append((HINT_AXIS_SEQUENCE, _ln(x, w, b, eps, axes=(1,))))
+        out.append((HINT_AXIS_ALL, _ln(x, w, b, eps, axes=(1, 2))))
+    if x.dim() >= 2:
+        out.append((HINT_AXIS_ALL, _ln(x, w, b, eps, axes=tuple(range(x.dim())))))
+    return [(h, m.detach().numpy()) for h, m in out]
+
+
+def _check_layer_norm_case(fn: Callable, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float,
+                           label: str, pass_eps: bool = True) -> None:
+    what = f"layer_norm on {label}"
+    x_before = x.clone()
+    kwargs = {"eps": eps} if pass_eps else {}
+    w_in = w.clone().requires_grad_(True)
+    out = _tensor_result(call(fn, x, w_in, b, what=what, forbid=_LAYER_NORMS, **kwargs), what)
+    if not torch.equal(x, x_before):
+        fail(f"{what} changed its input x in place.",
+             "compute new tensors (x - mean) rather than modifying x (x -= mean).")
+    theirs = nn.LayerNorm(x.shape[-1], eps=eps, dtype=x.dtype)
+    with torch.no_grad():
+        theirs.weight.copy_(w)
+        theirs.bias.copy_(b)
+        expected = theirs(x)
+    expect_close(out.detach(), expected, what=what, **TOL64,
+                 mistakes=_layer_norm_mistakes(x, w, b, eps),
+                 hint="normalise over the last axis: (x - mean) / sqrt(var + eps) with the biased variance "
+                      "(divide by d), then weight * x_hat + bias.")
+    if not out.requires_grad:
+        fail(f"{what}: the output does not depend on `weight` through autograd.", HINT_NO_GRAD)
+
+
+def _ln_inputs(gen: np.random.Generator, shape, scale=3.0, shift=1.0):
+    d = shape[-1]
+    x = torch.from_numpy(gen.normal(shift, scale, size=shape))
+    w = torch.from_numpy(gen.normal(1.0, 0.5, size=d))
+    b = torch.from_numpy(gen.normal(0.0, 0.5, size=d))
+    return x, w, b
+
+
+LN_EXAMPLE_X = torch.tensor([[[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]]], dtype=torch.float64)
+LN_EXAMPLE_W = torch.tensor([1.0, 1.0, 2.0, 2.0], dtype=torch.float64)
+LN_EXAMPLE_B = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+
+
+def layer_norm_example(fn: Callable) -> None:
+    """Visible check: one (1, 2, 4) input with a scale and a shift, against torch.nn.LayerNorm."""
+    _check_layer_norm_case(fn, LN_EXAMPLE_X.clone(), LN_EXAMPLE_W, LN_EXAMPLE_B, 1e-5,
+                           "the worked example (shape (1, 2, 4), eps=1e-5)")
+    out = call(fn, LN_EXAMPLE_X.clone(), LN_EXAMPLE_W, LN_EXAMPLE_B, eps=1e-5, what="layer_norm")
+    print("x =", LN_EXAMPLE_X[0].tolist())
+    print("layer_norm(x) =", np.round(as_numpy(out)[0], 4).tolist())
+    passed("layer_norm (worked example)")
+
+
+def layer_norm(fn: Callable) -> None:
+    """Hidden check: random shapes, d = 4 (the unbiased variance shows), small variances (eps
+    matters), eps = 1e-12 and 0.1, the default eps, 2-D input; torch.nn.LayerNorm is the oracle."""
+    gen = rng()
+    B, T = int(gen.integers(2, 5)), int(gen.integers(3, 7))
+    x, w, b = _ln_inputs(gen, (B, T, 4))
+    _check_layer_norm_case(fn, x, w, b, 1e-5, f"a random (B, T, d) = ({B}, {T}, 4) batch")
+    d = int(gen.integers(6, 17))
+    x, w, b = _ln_inputs(gen, (B, T, d), scale=3e-3, shift=0.5)
+    _check_layer_norm_case(fn, x, w, b, 1e-5, f"features of variance about 1e-5, shape ({B}, {T}, {d})")
+    x, w, b = _ln_inputs(gen, (B, T, d), scale=1e-3)
+    _check_layer_norm_case(fn, x, w, b, 1e-12, f"eps=1e-12 (BERT's) with features of variance 1e-6, shape ({B}, {T}, {d})")
+    x, w, b = _ln_inputs(gen, (B, T, d), scale=0.3)
+    _check_layer_norm_case(fn, x, w, b, 0.1, f"eps=0.1, shape ({B}, {T}, {d})")
+    x, w, b = _ln_inputs(gen, (5, d), scale=2e-3)
+    _check_layer_norm_case(fn, x, w, b, 1e-5, f"a 2-D (N, d) = (5, {d}) input with the default eps",
+                           pass_eps=False)
+    passed("layer_norm")
+
+
+def _layer_norm_module_ok(norm: nn.Module) -> str | None:
+    """None when the learner's LayerNorm module computes LayerNorm; else what is wrong."""
+    d = norm.weight.shape[0]
+    gen = rng()
+    x = torch.from_numpy(gen.normal(0.5, 2e-3, size=(2, 3, d)))
+    saved = [p.detach().clone() for p in (norm.weight, norm.bias)]
+    try:
+        with torch.no_grad():
+            norm.weight.copy_(torch.from_numpy(gen.normal(1, 0.5, size=d)))
+            norm.bias.copy_(torch.from_numpy(gen.normal(0, 0.5, size=d)))
+            try:
+                out = call(norm, x, what="your LayerNorm module")
+            except CheckFailed as exc:
+                return str(exc)
+            expected = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
+        if not isinstance(out, torch.Tensor) or not matches(out.detach(), expected, **TOL64):
+            return "its output differs from torch.nn.LayerNorm's on the same weights."
+        return None
+    finally:
+        with torch.no_grad():
+            norm.weight.copy_(saved[0])
+            norm.bias.copy_(saved[1])
+
+
+# ------------------------------------------------------ 2. feed-forward ---
+
+def _make(cls: Callable, *args: Any, what: str, **kwargs: Any) -> nn.Module:
+    module = call(cls, *args, what=what, **kwargs)
+    if not isinstance(module, nn.Module):
+        fail(f"{what} did not give a torch.nn.Module (got {type(module).__name__}).")
+    return module
+
+
+def _linear(module: nn.Module, name: str, shape: tuple[int, int], owner: str) -> nn.Linear:
+    layer = getattr(module, name, None)
+    if not isinstance(layer, nn.Linear):
+        fail(f"{owner}.{name} is {type(layer).__name__ if layer is not None else 'missing'}, expected an nn.Linear.",
+             HINT_FFN_SHAPES)
+    if tuple(layer.weight.shape) != shape or layer.bias is None:
+        fail(f"{owner}.{name} has weight shape {tuple(layer.weight.shape)}"
+             f"{'' if layer.bias is not None else ' and no bias'}; expected {shape} with a bias.", HINT_FFN_SHAPES)
+    return layer
+
+
+def _ffn_ref(x, fc1, fc2, act: str):
+    h = fc1(x)
+    return fc2(F.gelu(h) if act == "gelu" else F.relu(h))
+
+
+def _ffn_mistakes(x, fc1, fc2, act: str) -> list[tuple[str, Any]]:
+    actf = F.gelu if act == "gelu" else F.relu
+    other = F.relu if act == "gelu" else F.gelu
+    out = [
+        (HINT_FFN_NO_ACT, fc2(fc1(x))),
+        (HINT_FFN_ACT_AFTER, actf(fc2(fc1(x)))),
+        (HINT_FFN_ACT_AFTER, actf(fc2(actf(fc1(x))))),
+        (HINT_FFN_ACT_TWICE, fc2(actf(actf(fc1(x))))),
+        (HINT_FFN_WRONG_ACT, fc2(other(fc1(x)))),
+    ]
+    if act == "gelu":
+        out.append((HINT_FFN_GELU_TANH, fc2(F.gelu(fc1(x), approximate="tanh"))))
+    return [(h, m.detach().numpy()) for h, m in out]
+
+
+def _check_ffn(cls: Callable, d: int, d_ff: int, act: str, x: torch.Tensor, gen: np.random.Generator,
+               label: str) -> nn.Module:
+    what = f"FeedForward({d}, {d_ff}, activation={act!r})"
+    ffn = _make(cls, d, d_ff, activation=act, what=what)
+    fc1 = _linear(ffn, "fc1", (d_ff, d), what)
+    fc2 = _linear(ffn, "fc2", (d, d_ff), what)
+    ffn = ffn.double()
+    with torch.no_grad():
+        for p in ffn.parameters():
+            p.copy_(torch.from_numpy(gen.normal(0, 0.5, size=tuple(p.shape))))
+    out = _tensor_result(call(ffn, x, what=f"{what} on {label}", forbid=_FFNS), f"{what} on {label}")
+    with torch.no_grad():
+        expect_close(out.detach(), _ffn_ref(x, fc1, fc2, act), what=f"{what} on {label}", **TOL64,
+                     mistakes=_ffn_mistakes(x, fc1, fc2, act),
+                     hint="fc2(activation(fc1(x))), applied to every position.")
+    return ffn
+
+
+def feed_forward_example(cls: Callable) -> None:
+    """Visible check: FeedForward(4, 16) with ReLU on a (1, 3, 4) input."""
+    gen = np.random.default_rng(5)
+    x = torch.from_numpy(gen.normal(size=(1, 3, 4)))
+    ffn = _check_ffn(cls, 4, 16, "relu", x, gen, "a (1, 3, 4) input")
+    n = sum(p.numel() for p in ffn.parameters())
+    print(f"FeedForward(4, 16): {n} parameters (4*16 + 16 + 16*4 + 4 = 148)")
+    passed("FeedForward (worked example)")
+
+
+def feed_forward(cls: Callable) -> None:
+    """Hidden check: random sizes, ReLU and exact GELU, with larger-than-default weights."""
+    gen = rng()
+    for act in ("relu", "gelu"):
+        d = int(gen.integers(3, 12))
+        B, T = int(gen.integers(1, 4)), int(gen.integers(2, 7))
+        x = torch.from_numpy(gen.normal(size=(B, T, d)))
+        _check_ffn(cls, d, 4 * d, act, x, gen, f"a random ({B}, {T}, {d}) input")
+    passed("FeedForward")
+
+
+def _ffn_module_ok(ff: nn.Module) -> str | None:
+    fc1, fc2 = getattr(ff, "fc1", None), getattr(ff, "fc2", None)
+    if not isinstance(fc1, nn.Linear) or not isinstance(fc2, nn.Linear):
+        return "its fc1 / fc2 are not nn.Linear layers."
+    x = torch.from_numpy(rng().normal(size=(2, 3, fc1.in_features)))
+    try:
+        out = call(ff, x, what="your FeedForward module")
+    except CheckFailed as exc:
+        return str(exc)
+    with torch.no_grad():
+        act = getattr(ff, "activation", "relu")
+        expected = _ffn_ref(x, fc1, fc2, act if act in ("relu", "gelu") else "relu")
+    if not isinstance(out, torch.Tensor) or not matches(out.detach(), expected, **TOL64):
+        return "its output differs from fc2(activation(fc1(x)))."
+    return None
+
+
+# ---------------------------------------------------- 3./4. the blocks ---
+
+def _torch_init(layer: nn.Module, gen: np.random.Generator) -> nn.Module:
+    """Weights larger than torch's default (normal, std 0.3), LayerNorms included: far from identity."""
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.from_numpy(gen.normal(0.0, 0.3, size=tuple(p.shape))))
+        for name, p in layer.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.add_(1.0)
+    return layer
+
+
+def _load(loader: Callable, mine: nn.Module, theirs: nn.Module, what: str) -> None:
+    try:
+        loader(mine, theirs)
+    except (AttributeError, TypeError, RuntimeError, ValueError) as exc:
+        fail(f"could not copy torch's weights into {what}: {type(exc).__name__}: {exc}",
+             "keep the __init__ you were given: the attribute names (self_attn, cross_attn, ff.fc1, ff.fc2, "
+             "norm1, norm2, norm3, norm_first) are how weights are loaded into your block.")
+
+
+def _dependency(block: nn.Module, exc: CheckFailed, norms: Iterable[str]) -> None:
+    """When a block fails because the learner's LayerNorm or FeedForward is wrong, say so."""
+    for name in norms:
+        norm = getattr(block, name, None)
+        if isinstance(norm, nn.Module) and getattr(norm, "weight", None) is not None:
+            problem = _layer_norm_module_ok(norm)
+            if problem is not None:
+                raise CheckFailed(f"{HINT_LAYER_NORM_FIRST}\n\nWhat went wrong with {name}: {problem}\n\n"
+                                  f"What this check saw: {exc}") from None
+    ff = getattr(block, "ff", None)
+    if isinstance(ff, nn.Module):
+        problem = _ffn_module_ok(ff)
+        if problem is not None:
+            raise CheckFailed(f"{HINT_FFN_FIRST}\n\nWhat went wrong with ff: {problem}\n\n"
+                              f"What this check saw: {exc}") from None
+
+
+def _enc_variant(r: ref.EncoderBlock, x, mask, *, norm_first, variant=""):
+    """The package's encoder block on the learner's weights, with one mistake planted."""
+    n1, n2 = (r.norm2, r.norm1) if variant == "norms_swapped" else (r.norm1, r.norm2)
+    if variant == "mask_ignored":
+        mask = None
+    elif variant == "mask_inverted":
+        mask = ~mask
+
+    def sa(h):
+        return r.self_attn(h, mask=mask)[0]
+
+    if norm_first:
+        if variant == "no_residual":
+            h = sa(n1(x))
+            return r.ff(n2(h))
+        if variant == "residual_normed":
+            h = n1(x)
+            h = h + sa(h)
+            h2 = n2(h)
+            return h2 + r.ff(h2)
+        h = x + sa(n1(x))
+        if variant == "ff_on_input":
+            return h + r.ff(n2(x))
+        return h + r.ff(n2(h))
+    if variant == "no_residual":
+        h = n1(sa(x))
+        return n2(r.ff(h))
+    if variant == "residual_after_norm":
+        h = x + n1(sa(x))
+        return h + n2(r.ff(h))
+    h = n1(x + sa(x))
+    if variant == "ff_on_input":
+        return n2(h + r.ff(x))
+    return n2(h + r.ff(h))
+
+
+ENC_VARIANTS = [
+    ("swapped", None), ("no_residual", HINT_NO_RESIDUAL), ("residual_after_norm", HINT_RESIDUAL_AFTER_NORM),
+    ("residual_normed", HINT_PRE_RESIDUAL_NORMED), ("norms_swapped", HINT_NORMS_SWAPPED),
+    ("ff_on_input", HINT_FF_ON_INPUT), ("mask_ignored", HINT_MASK_IGNORED), ("mask_inverted", HINT_MASK_INVERTED),
+]
+
+
+def _enc_mistakes(r, x, mask, norm_first):
+    out = []
+    with torch.no_grad():
+        swapped = HINT_ALWAYS_PRE if not norm_first else HINT_ALWAYS_POST
+        out.append((swapped, _enc_variant(r, x, mask, norm_first=not norm_first)))
+        for variant, hint in ENC_VARIANTS[1:]:
+            if variant.startswith("mask") and mask is None:
+                continue
+            out.append((hint, _enc_variant(r, x, mask, norm_first=norm_first, variant=variant)))
+            if variant in ("no_residual", "norms_swapped"):     # the same mistake with the arrangement swapped
+                out.append((hint, _enc_variant(r, x, mask, norm_first=not norm_first, variant=variant)))
+    return [(h, m.numpy()) for h, m in out]
+
+
+def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, d: int,
+                        h: int, d_ff: int, lengths: list[int] | None) -> None:
+    label = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
+    what = f"EncoderBlock({d}, {h}, {d_ff}, norm_first={norm_first})"
+    mine = _make(cls, d, h, d_ff, norm_first=norm_first, what=what)
+    theirs = _torch_init(nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, batch_first=True,
+                                                    norm_first=norm_first, dtype=torch.float64), gen)
+    mine = mine.double()
+    if getattr(mine, "norm_first", None) != norm_first:
+        fail(f"{what}.norm_first is {getattr(mine, 'norm_first', None)!r}; keep `self.norm_first = norm_first` "
+             "from the __init__ you were given.")
+    _load(ref.load_torch_encoder_layer, mine, theirs, what)
+    mine.eval()
+    theirs.train()                     # dropout is 0; train mode keeps torch off its fused fast path
+    x = torch.from_numpy(gen.normal(size=(B, T, d)))
+    mask = None
+    case = f"{what}, {label}, on a random ({B}, {T}, {d}) batch"
+    with torch.no_grad():
+        if lengths is None:
+            expected = theirs(x)
+        else:
+            mask = att.padding_mask(torch.tensor(lengths), T)              # (B, 1, T), True = real
+            expected = theirs(x, src_key_padding_mask=~mask[:, 0])         # torch: True = padding
+            case += f" with a padding mask (lengths {lengths})"
+    args = (x,) if mask is None else (x, mask)
+    try:
+        with torch.no_grad():
+            out = _tensor_result(call(mine, *args, what=case, forbid=_BLOCKS), case)
+        r = ref.load_torch_encoder_layer(ref.EncoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
+        expect_close(out, expected, what=case, **TOL64, mistakes=_enc_mistakes(r, x, mask, norm_first),
+                     hint="post-LN: x = norm1(x + self_attn(x)); x = norm2(x + ff(x)). pre-LN: "
+                          "x = x + self_attn(norm1(x)); x = x + ff(norm2(x)). Pass the mask to self-attention.")
+    except CheckFailed as exc:
+        _dependency(mine, exc, ("norm1", "norm2"))
+        raise
+
+
+def encoder_block_example(cls: Callable) -> None:
+    """Visible check: one small post-LN and one pre-LN block against torch's TransformerEncoderLayer."""
+    gen = np.random.default_rng(0)
+    for norm_first in (False, True):
+        _check_encoder_case(cls, norm_first, gen, 2, 5, 8, 2, 32, None)
+    print("post-LN and pre-LN blocks match torch.nn.TransformerEncoderLayer on a (2, 5, 8) batch")
+    passed("EncoderBlock (worked example)")
+
+
+def encoder_block(cls: Callable) -> None:
+    """Hidden check: random sizes, both arrangements, with and without a padding mask."""
+    gen = rng()
+    for norm_first in (False, True):
+        h = int(gen.choice([2, 4]))
+        d = h * int(gen.integers(2, 5))
+        B, T = 3, int(gen.integers(4, 8))
+        _check_encoder_case(cls, norm_first, gen, B, T, d, h, 4 * d, None)
+        lengths = [T, int(gen.integers(1, T)), int(gen.integers(2, T))]
+        _check_encoder_case(cls, norm_first, gen, B, T, d, h, 4 * d, lengths)
+    passed("EncoderBlock")
+
+
+def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, variant=""):
+    n1, n2, n3 = r.norm1, r.norm2, r.norm3
+    if variant == "norms_swapped":
+        n1, n2, n3 = r.norm2, r.norm1, r.norm3
+    causal = variant != "no_causal"
+    mmask = None if variant in ("memory_mask_ignored", "memory_mask_on_self") else memory_mask
+    smask = memory_mask if variant == "memory_mask_on_self" else None
+
+    def sa(h):
+        return r.self_attn(h, mask=smask, is_causal=causal)[0]
+
+    def ca(h):
+        if variant == "cross_on_x":
+            return r.cross_attn(h, mask=None)[0]
+        if variant == "cross_wrong_module":
+            return r.self_attn(h, memory, mask=mmask)[0]
+        return r.cross_attn(h, memory, mask=mmask)[0]
+
+    if norm_first:
+        if variant == "no_residual":
+            h = sa(n1(x))
+            h = ca(n2(h))
+            return r.ff(n3(h))
+        if variant == "residual_normed":
+            h = n1(x)
+            h = h + sa(h)
+            h = n2(h)
+            h = h + ca(h)
+            h = n3(h)
+            return h + r.ff(h)
+        h = x + sa(n1(x))
+        h = h + ca(n2(h))
+        return h + r.ff(n3(h))
+    if variant == "no_residual":
+        return n3(r.ff(n2(ca(n1(sa(x))))))
+    if variant == "residual_after_norm":
+        h = x + n1(sa(x))
+        h = h + n2(ca(h))
+        return h + n3(r.ff(h))
+    h = n1(x + sa(x))
+    h = n2(h + ca(h))
+    return n3(h + r.ff(h))
+
+
+DEC_VARIANTS = [
+    ("no_causal", HINT_NO_CAUSAL), ("cross_on_x", HINT_CROSS_ON_X), ("cross_wrong_module", HINT_CROSS_WRONG_MODULE),
+    ("memory_mask_ignored", HINT_MEMORY_MASK_IGNORED), ("memory_mask_on_self", HINT_MEMORY_MASK_ON_SELF),
+    ("no_residual", HINT_NO_RESIDUAL), ("residual_after_norm", HINT_RESIDUAL_AFTER_NORM),
+    ("residual_normed", HINT_PRE_RESIDUAL_NORMED), ("norms_swapped", HINT_NORMS_SWAPPED),
+]
+
+
+def _dec_mistakes(r, x, memory, memory_mask, norm_first):
+    out = []
+    with torch.no_grad():
+        swapped = HINT_ALWAYS_PRE if not norm_first else HINT_ALWAYS_POST
+        out.append((swapped, _dec_variant(r, x, memory, memory_mask, norm_first=not norm_first)))
+        for variant, hint in DEC_VARIANTS:
+            if variant.startswith("memory_mask") and memory_mask is None:
+                continue
+            for nf in (norm_first, not norm_first) if variant in ("no_causal", "cross_on_x", "no_residual") \
+                    else (norm_first,):
+                try:
+                    out.append((hint, _dec_variant(r, x, memory, memory_mask, norm_first=nf, variant=variant)))
+                except RuntimeError:        # a mistake that cannot run on these shapes
+                    pass
+    return [(h, m.numpy()) for h, m in out]
+
+
+def _dec_explain(exc: Exception) -> str | None:
+    if isinstance(exc, RuntimeError) and "size of tensor" in str(exc):
+        return ("a shape mismatch between the target (length T) and the memory (length S): memory_mask, "
+                "shape (B, 1, S), belongs to cross-attention, whose keys come from memory: "
+                "self.cross_attn(h, memory, mask=memory_mask); self-attention only gets is_causal.")
+    return None
+
+
+def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, S: int,
+                        d: int, h: int, d_ff: int, lengths: list[int] | None) -> None:
+    label = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
+    what = f"DecoderBlock({d}, {h}, {d_ff}, norm_first={norm_first})"
+    mine = _make(cls, d, h, d_ff, norm_first=norm_first, what=what)
+    theirs = _torch_init(nn.TransformerDecoderLayer(d, h, d_ff, dropout=0.0, batch_first=True,
+                                                    norm_first=norm_first, dtype=torch.float64), gen)
+    mine = mine.double()
+    if getattr(mine, "norm_first", None) != norm_first:
+        fail(f"{what}.norm_first is {getattr(mine, 'norm_first', None)!r}; keep `self.norm_first = norm_first` "
+             "from the __init__ you were given.")
+    _load(ref.load_torch_decoder_layer, mine, theirs, what)
+    mine.eval()
+    theirs.train()
+    x = torch.from_numpy(gen.normal(size=(B, T, d)))
+    memory = torch.from_numpy(gen.normal(size=(B, S, d)))
+    blocked_future = ~att.causal_mask(T, "cpu")                            # torch: True = blocked
+    case = f"{what}, {label}, target ({B}, {T}, {d}), memory ({B}, {S}, {d})"
+    memory_mask = None
+    with torch.no_grad():
+        if lengths is None:
+            expected = theirs(x, memory, tgt_mask=blocked_future)
+        else:
+            memory_mask = att.padding_mask(torch.tensor(lengths), S)
+            expected = theirs(x, memory, tgt_mask=blocked_future, memory_key_padding_mask=~memory_mask[:, 0])
+            case += f", memory_mask for source lengths {lengths}"
+    kwargs = {} if memory_mask is None else {"memory_mask": memory_mask}
+    try:
+        with torch.no_grad():
+            out = _tensor_result(call(mine, x, memory, what=case, forbid=_BLOCKS, explain=_dec_explain, **kwargs),
+                                 case)
+        r = ref.load_torch_decoder_layer(ref.DecoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
+        expect_close(out, expected, what=case, **TOL64, mistakes=_dec_mistakes(r, x, memory, memory_mask, norm_first),
+                     hint="three sublayers, each with a residual and its own norm: causal self-attention "
+                          "(norm1), cross-attention to memory with memory_mask (norm2), feed-forward (norm3).")
+    except CheckFailed as exc:
+        _dependency(mine, exc, ("norm1", "norm2", "norm3"))
+        raise
+
+
+def decoder_block_example(cls: Callable) -> None:
+    """Visible check: small post-LN and pre-LN blocks against torch's TransformerDecoderLayer."""
+    gen = np.random.default_rng(1)
+    for norm_first in (False, True):
+        _check_decoder_case(cls, norm_first, gen, 2, 4, 6, 8, 2, 32, None)
+    print("post-LN and pre-LN blocks match torch.nn.TransformerDecoderLayer (target length 4, memory length 6)")
+    passed("DecoderBlock (worked example)")
+
+
+def decoder_block(cls: Callable) -> None:
+    """Hidden check: random sizes, both arrangements, with and without a memory padding mask."""
+    gen = rng()
+    for norm_first in (False, True):
+        h = int(gen.choice([2, 4]))
+        d = h * int(gen.integers(2, 5))
+        B, T, S = 3, int(gen.integers(3, 7)), int(gen.integers(4, 9))
+        while S == T:
+            S = int(gen.integers(4, 9))
+        _check_decoder_case(cls, norm_first, gen, B, T, S, d, h, 4 * d, None)
+        lengths = [S, int(gen.integers(1, S)), int(gen.integers(2, S))]
+        _check_decoder_case(cls, norm_first, gen, B, T, S, d, h, 4 * d, lengths)
+    passed("DecoderBlock")
+
+
+# -------------------------------------------------- 5. the training loss ---
+
+class _Spy(nn.Module):
+    """A seq2seq model that records what it is called with."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, src, tgt_in, *args, **kwargs):
+        self.calls.append((src.detach().clone(), tgt_in.detach().clone()))
+        return self.model(src, tgt_in, *args, **kwargs)
+
+
+def _loss_case(fn: Callable, model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, label: str) -> None:
+    what = f"seq2seq_loss on {label}"
+    spy = _Spy(model)
+    src_before, tgt_before = src.clone(), tgt.clone()
+    loss = _tensor_result(call(fn, spy, src, tgt, what=what, forbid=_LOSS_HELPERS), what)
+    if not torch.equal(tgt, tgt_before) or not torch.equal(src, src_before):
+        fail(f"{what} changed src or tgt in place.", "build the decoder input as a new tensor (torch.cat).")
+    if not spy.calls:
+        fail(f"{what} never called the model.", "compute logits = model(src, tgt_in).")
+    s, t_in = spy.calls[-1]
+    shifted = s2s.shift_right(tgt, _VOCAB.bos)
+    if torch.equal(s, tgt) or torch.equal(s, shifted) and not torch.equal(t_in, shifted):
+        fail(f"{what}: the model's first argument was not the source.", HINT_SRC_TGT_SWAPPED)
+    if not torch.equal(s, src):
+        fail(f"{what}: the model's first argument was not `src`.", HINT_SRC_TGT_SWAPPED)
+    if t_in.shape == tgt.shape and torch.equal(t_in, tgt):
+        fail(f"{what}: the decoder input equals the target.", HINT_UNSHIFTED)
+    if t_in.shape == tgt.shape and torch.equal(t_in[:, :-1], tgt[:, 1:]):
+        fail(f"{what}: the decoder input is the target shifted left.", HINT_SHIFT_LEFT)
+    if t_in.shape != tgt.shape or not torch.equal(t_in, shifted):
+        hint = HINT_NO_BOS if (t_in.shape[1] == tgt.shape[1] - 1 or not bool((t_in[:, 0] == _VOCAB.bos).all())) \
+            else "the decoder input is [BOS, y_0, ..., y_{T-2}]: BOS, then the target without its last token."
+        fail(f"{what}: the decoder input was {t_in[0].tolist()} for the target {tgt[0].tolist()}; expected "
+             f"{shifted[0].tolist()}.", hint)
+    if loss.dim() != 0:
+        fail(f"{what} returned a tensor of shape {tuple(loss.shape)}; expected one number (a 0-d tensor).",
+             "F.cross_entropy averages over all positions by default; reshape logits to (B*T, V) and the target "
+             "to (B*T,).")
+    if not loss.requires_grad:
+        fail(f"{what}: the loss is not connected to the model's parameters.", HINT_NO_GRAD)
+    with torch.no_grad():
+        logits = model(src, shifted)
+        V = logits.shape[-1]
+        flat = logits.reshape(-1, V)
+        expected = F.cross_entropy(flat, tgt.reshape(-1))
+        probs = torch.softmax(flat, -1)
+        mistakes = [
+            (HINT_LOSS_SUM, F.cross_entropy(flat, tgt.reshape(-1), reduction="sum")),
+            (HINT_LOSS_SOFTMAX, F.cross_entropy(probs, tgt.reshape(-1))),
+            (HINT_LOSS_LABELS, F.cross_entropy(flat, shifted.reshape(-1))),
+        ]
+    expect_close(loss.detach(), expected, what=what, atol=1e-6, rtol=1e-5,
+                 mistakes=[(h, m.numpy()) for h, m in mistakes], hint=HINT_LOSS_LABELS)
+
+
+def _loss_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return s2s.Seq2SeqTransformer(s2s.Seq2SeqConfig(d_model=16, n_heads=2, d_ff=32, n_layers=1)).eval()
+
+
+def seq2seq_loss_example(fn: Callable) -> None:
+    """Visible check: a random untrained model on two sequences of length 4."""
+    src = torch.tensor([[1, 2, 3, 4], [5, 0, 0, 7]])
+    tgt = src.flip(1)
+    _loss_case(fn, _loss_model(0), src, tgt, "the worked example (2 sequences of length 4)")
+    print("decoder input for target", tgt[0].tolist(), "->", s2s.shift_right(tgt)[0].tolist())
+    passed("seq2seq_loss (worked example)")
+
+
+def seq2seq_loss(fn: Callable) -> None:
+    """Hidden check: fresh batches and models, reverse and sort tasks."""
+    gen = rng()
+    for task in ("reverse", "sort"):
+        B, T = int(gen.integers(2, 6)), int(gen.integers(3, 9))
+        src, tgt = (torch.from_numpy(a) for a in make_digit_batch(B, T, task, rng=gen))
+        _loss_case(fn, _loss_model(int(gen.integers(0, 2**31))), src, tgt, f"a random {task} batch ({B}, {T})")
+    passed("seq2seq_loss")
+
+
+# ------------------------------------------------- 6. the trained model ---
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: float = 0.95,
+                   length: int = 8) -> float:
+    if model is None:
+        fail("seq2seq_model is None: the training cell did not build it.",
+             "complete exercises 1-5, then run the cell that builds and trains the model.")
+    if not isinstance(model, nn.Module):
+        fail(f"seq2seq_model should be a torch.nn.Module, got {type(model).__name__}.")
+    for name, pkg in (("encoder", ref.EncoderBlock), ("decoder", ref.DecoderBlock)):
+        stack = getattr(model, name, None)
+        if stack is not None and any(type(b) is pkg for b in stack):
+            fail(f"seq2seq_model's {name} is built from the package's {pkg.__name__}, not yours.",
+                 "build the model with block_factory=make_block, as the training cell does.")
+    device = _model_device(model)
+    src, tgt = make_digit_batch(n, length, "reverse", rng=gen)
+    src_t = torch.from_numpy(src).to(device)
+    was_training = model.training
+    try:
+        pred = call(s2s.greedy_decode, model, src_t, length, what="greedy decoding with seq2seq_model")
+        acc = float((pred.cpu().numpy() == tgt).all(axis=1).mean())
+        if acc < threshold:
+            model.eval()
+            with torch.no_grad():
+                tgt_t = torch.from_numpy(tgt).to(device)
+                copy = (model(src_t, tgt_t).argmax(-1) == tgt_t).float().mean().item()
+            hint = HINT_LEAKED if copy > 0.9 else HINT_TRAIN_MORE
+            fail(f"seq2seq_model reverses {acc:.1%} of {n} fresh sequences of {length} digits exactly; it needs "
+                 f"at least {threshold:.0%}.", hint)
+    finally:
+        model.train(was_training)
+    return acc
+
+
+def trained_model_example(model: Any) -> None:
+    """Visible check: 200 sequences drawn with a fixed seed."""
+    acc = _check_trained(model, 200, np.random.default_rng(0))
+    print(f"exact match on 200 sequences: {acc:.1%}")
+    passed("seq2seq_model (worked example)")
+
+
+def trained_model(model: Any) -> None:
+    """Hidden check: 500 fresh sequences the model has never seen."""
+    _check_trained(model, 500, rng())
+    passed("seq2seq_model")
