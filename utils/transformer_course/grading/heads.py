@@ -425,7 +425,7 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
     if weights.ndim == 6 or out.ndim > 3:
         fail(f"{what}: the weights have shape {weights.shape} and the output {out.shape}.", HINT_NP_DOT)
     if weights.shape != (B, h, T, T):
-        fail(f"the weights of {what} have shape {weights.shape}, expected {(B, h, T, T)} = (B, h, T, T).",
+        fail(f"the weight tensor of {what} has shape {weights.shape}, expected {(B, h, T, T)} = (B, h, T, T).",
              HINT_NP_DOT if uses_dot else "split q and k into heads before the product: one (T, T) map per head.")
     if out.shape != (B, T, d):
         fail(f"the output of {what} has shape {out.shape}, expected {(B, T, d)}.",
@@ -444,10 +444,10 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
     pT = dict(p, wq=torch.tensor(w_q), wk=torch.tensor(w_k), wv=torch.tensor(w_v), wo=torch.tensor(w_o))
     mistakes.append((HINT_LINEAR_CONVENTION, *_variant(pT, xt, None, h)))
     if not matches(weights, exp_w, **TOL64):
-        diagnose(weights, [(hint, w) for hint, _, w in mistakes], f"the weights of {what}", **TOL64)
+        diagnose(weights, [(hint, w) for hint, _, w in mistakes], f"the weight tensor of {what}", **TOL64)
         if not np.allclose(np.nansum(weights, axis=-1), 1.0, atol=1e-6):
-            fail(f"the weights of {what} do not sum to 1 over the keys.", HINT_AXIS)
-        expect_close(weights, exp_w, f"the weights of {what}", **TOL64,
+            fail(f"the rows of the weight tensor of {what} do not sum to 1 over the keys.", HINT_AXIS)
+        expect_close(weights, exp_w, f"the weight tensor of {what}", **TOL64,
                      hint="per head: softmax(q k^T / sqrt(d_head)) with q = x @ w_q, k = x @ w_k, split into heads.")
     expect_close(out, exp_o, f"the output of {what}", **TOL64, mistakes=[(hint, o) for hint, o, _ in mistakes],
                  hint=HINT_OUTPUT)
@@ -605,24 +605,24 @@ def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind, causal, bias, label, dt
     if out.dtype != dtype:
         fail(f"{what}: the output has dtype {out.dtype} for {dtype} inputs.",
              "keep the inputs' dtype: no numpy round trip, no hard-coded dtype (math.sqrt gives a Python float).")
-    o_arr, w_arr = as_numpy(out, f"the output of {what}"), as_numpy(weights, f"the weights of {what}")
+    o_arr, w_arr = as_numpy(out, f"the output of {what}"), as_numpy(weights, f"the weight tensor of {what}")
     if w_arr.shape != (B, h, n_q, n_k):
         if cross and w_arr.shape == (B, h, n_q, n_q):
-            fail(f"the weights of {what} have shape {w_arr.shape}, expected {(B, h, n_q, n_k)}.", HINT_KV_FROM_X)
-        fail(f"the weights of {what} have shape {w_arr.shape}, expected {(B, h, n_q, n_k)} = (B, h, T_q, T_k).",
+            fail(f"the weight tensor of {what} has shape {w_arr.shape}, expected {(B, h, n_q, n_k)}.", HINT_KV_FROM_X)
+        fail(f"the weight tensor of {what} has shape {w_arr.shape}, expected {(B, h, n_q, n_k)} = (B, h, T_q, T_k).",
              "return the per-head weights, before merging the heads.")
     if o_arr.shape != (B, n_q, d):
         fail(f"the output of {what} has shape {o_arr.shape}, expected {(B, n_q, d)}.", HINT_OUTPUT)
     tol = TOL64 if dtype == torch.float64 else TOL32
     mistakes = _mistakes(_params(theirs), x, memory, h, mask, causal)
     if not matches(w_arr, exp_w, **tol):
-        diagnose(w_arr, [(hint, w) for hint, _, w in mistakes], f"the weights of {what}", **tol)
+        diagnose(w_arr, [(hint, w) for hint, _, w in mistakes], f"the weight tensor of {what}", **tol)
         if np.isnan(w_arr).any():
-            fail(f"the weights of {what} contain NaN.",
+            fail(f"the weight tensor of {what} contains NaN.",
                  "mask with scores.masked_fill(~mask, float('-inf')) before the softmax; never multiply by -inf.")
         if not np.allclose(w_arr.sum(-1), 1.0, atol=1e-5):
-            fail(f"the weights of {what} do not sum to 1 over the keys.", HINT_AXIS)
-        expect_close(w_arr, exp_w, f"the weights of {what}", **tol,
+            fail(f"the rows of the weight tensor of {what} do not sum to 1 over the keys.", HINT_AXIS)
+        expect_close(w_arr, exp_w, f"the weight tensor of {what}", **tol,
                      hint="per head: softmax(q k^T / sqrt(d_head)) over the keys, masked where the mask is False.")
     expect_close(o_arr, exp_o, f"the output of {what}", **tol,
                  mistakes=[(hint, o) for hint, o, _ in mistakes], hint=HINT_OUTPUT)
