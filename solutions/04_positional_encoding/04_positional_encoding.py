@@ -1,0 +1,659 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Positional encoding: telling attention where tokens are
+#
+# Attention looks things up by content. That is what let notebook 02's one-layer model find a
+# symbol at any distance, and it is also a blind spot: shuffle the tokens and attention computes
+# the same outputs, shuffled. "dog bites man" and "man bites dog" look alike to it. This notebook
+# measures that blindness and then fixes it three ways, all in use today.
+#
+# **Learning objectives.** You will learn to
+# - show, by measurement, that self-attention without positions is *permutation-equivariant*;
+# - build the sinusoidal position table of Vaswani et al. (2017) without a Python loop, and avoid
+#   its classic exponent bug;
+# - write learned position embeddings as used by BERT and GPT-2;
+# - implement rotary position embeddings (RoPE, Su et al. 2021) in the split-halves layout of
+#   Hugging Face `transformers`' Llama code, and relate it to the paper's interleaved layout;
+# - verify numerically that with RoPE a query-key score depends only on the *relative* position.
+#
+# **Prerequisites:** `02_attention` (scaled dot-product attention) and `03_multi_head_attention`
+# (heads, `d_head`); numpy broadcasting; PyTorch tensors and `nn.Module`.
+#
+# **Estimated time:** about 75 minutes.
+#
+# **How to check your work:** each exercise has an answer cell (replace
+# `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a
+# ✓ line means the visible check on a small worked example passed. When the notebook is graded,
+# hidden tests also run your code on random inputs and compare it with the formulas of the papers
+# and with the rotary code of `transformers`' Llama model. To see your grade on this machine, run
+# `transformer-course check 04_positional_encoding.ipynb` in a terminal.
+
+# %%
+import math
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+from IPython.display import display
+
+from transformer_course.attention import MultiHeadAttention
+from transformer_course.device import default_device
+from transformer_course.plots import plot_lines, plot_position_table
+
+np.set_printoptions(precision=4, suppress=True)
+torch.manual_seed(0)
+torch.set_num_threads(1)        # every tensor here is tiny: one thread is fastest
+device = default_device()
+print("device:", device)
+
+# %% [markdown]
+# ## 1. Attention does not know the order
+#
+# Take self-attention on a sequence $X$ of $T$ token vectors (the rows of $X$) and reorder the
+# rows with a permutation matrix $P$. The queries, keys and values are $XW_Q$, $XW_K$, $XW_V$, so
+# they are reordered the same way, and
+#
+# $$
+# \mathrm{softmax}\!\left(\frac{(PQ)(PK)^\top}{\sqrt{d_k}}\right) PV
+# = P\,\mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) P^\top P V
+# = P\,\mathrm{Attention}(Q, K, V),
+# $$
+#
+# because the softmax acts on each row separately (so $P$ on the left and $P^\top$ on the right
+# just reorder rows and columns) and $P^\top P = I$. Shuffling the input shuffles the output
+# the same way and changes nothing else: attention is **permutation-equivariant**. The output at
+# the token "dog" is the same whether "dog" comes first or last.
+#
+# You will measure this. For a permutation `perm` of the positions $0..T-1$, the input
+# `x[:, perm]` holds at position $i$ the token that was at `perm[i]`. An equivariant layer gives
+# `layer(x[:, perm]) == layer(x)[:, perm]`. Equivalently, undo the shuffle on the output:
+# the inverse permutation is `torch.argsort(perm)`, and `layer(x[:, perm])[:, torch.argsort(perm)]`
+# equals `layer(x)`.
+
+# %% [markdown]
+# ### Exercise 1: measure the permutation gap (2 points)
+#
+# Write `permutation_gap(layer, x, perm)`: run `layer` on `x` and on `x` with its positions
+# (axis 1) permuted by `perm`, undo the permutation on the second output, and return the
+# largest absolute difference between the two outputs as a Python `float`. It is 0 up to
+# rounding for an equivariant layer and clearly positive for a layer that uses positions.
+# Run the layer under `torch.no_grad()` (you only measure), and do not modify `x`.
+
+# %% nbgrader={"grade": false, "grade_id": "permutation_gap", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def permutation_gap(layer, x, perm):
+    """How far `layer` is from permutation-equivariance on one input and one permutation.
+
+    Args:
+        layer: a function mapping a tensor (B, T, d) to a tensor (B, T, d_out).
+        x: the input, shape (B, T, d).
+        perm: a LongTensor (T,), a permutation of 0 .. T-1 (positions).
+
+    Returns:
+        max |layer(x[:, perm]) un-permuted - layer(x)| as a float.
+    """
+    ### BEGIN SOLUTION
+    inverse = torch.argsort(perm)                          # inverse[perm[i]] = i
+    with torch.no_grad():
+        plain = layer(x)
+        shuffled = layer(x[:, perm])                       # position i holds token perm[i]
+    return float((shuffled[:, inverse] - plain).abs().max())
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "permutation_gap_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.permutation_gap_example(permutation_gap)
+### BEGIN HIDDEN TESTS
+check.permutation_gap(permutation_gap)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now the measurement. A multi-head self-attention layer (the one from notebook 03) is
+# equivariant to float32 rounding; so is a position-wise feed-forward layer, which treats every
+# position alike. A **causal** attention layer is not: position $i$ sees only positions
+# $\le i$, and *which* tokens those are changes with the order. Nor is attention once something
+# position-dependent is added to the input, as the rest of this notebook does (here, for now, a
+# random vector per position).
+
+# %%
+torch.manual_seed(1)
+d_model, T = 32, 10
+mha = MultiHeadAttention(d_model, n_heads=4).eval()
+ffn = nn.Sequential(nn.Linear(d_model, 64), nn.ReLU(), nn.Linear(64, d_model)).eval()
+position_vectors = torch.randn(T, d_model)
+layers = {
+    "self-attention": lambda x: mha(x)[0],
+    "feed-forward, per position": ffn,
+    "causal self-attention": lambda x: mha(x, is_causal=True)[0],
+    "self-attention on x + position vectors": lambda x: mha(x + position_vectors)[0],
+}
+x_demo = torch.randn(2, T, d_model)
+perm_demo = torch.randperm(T)
+print("permutation:", perm_demo.tolist())
+for name, layer in layers.items():
+    print(f"{name:40s} gap = {permutation_gap(layer, x_demo, perm_demo):.2e}")
+
+# %% [markdown]
+# ## 2. Sinusoidal positions
+#
+# The original Transformer (Vaswani et al. 2017, section 3.5) adds a fixed vector $PE_p$ to the
+# embedding of the token at position $p$. Its $d$ components come in pairs, one pair per
+# frequency $\omega_i$:
+#
+# $$
+# PE_{p,\,2i} = \sin(p\,\omega_i), \qquad PE_{p,\,2i+1} = \cos(p\,\omega_i), \qquad
+# \omega_i = \frac{1}{10000^{2i/d}}, \quad i = 0, 1, \dots, d/2 - 1 .
+# $$
+#
+# Column pair 0 turns once every $2\pi \approx 6.3$ positions; the last pair turns once every
+# $2\pi \cdot 10000$ positions. Like the hands of a clock, fast columns tell nearby positions
+# apart and slow ones tell far-apart positions apart. The paper chose sinusoids because for any
+# offset $k$, $PE_{p+k}$ is a fixed linear function of $PE_p$ (a rotation of each pair by
+# $k\omega_i$), which may make relative offsets easy to learn.
+#
+# The layout matters: sines in the **even** columns $0, 2, 4, \dots$ and cosines in the **odd**
+# columns $1, 3, 5, \dots$, interleaved. (Some libraries concatenate all sines, then all cosines;
+# that is a different table.)
+#
+# > **Common bug: the even index used twice.** In code the even columns are
+# > `i = np.arange(0, d, 2)`, which *already* counts $0, 2, 4, \dots$, so it is the paper's $2i$.
+# > Writing `10000 ** (2 * i / d)` with that `i` doubles the exponent: the frequencies fall twice
+# > as fast, the second half of the columns barely change over thousands of positions, and nothing
+# > crashes. Either use `i = np.arange(d // 2)` with `2 * i / d`, or `np.arange(0, d, 2)` with
+# > `/ d`, never both.
+
+# %% [markdown]
+# ### Exercise 2: the sinusoidal table, vectorised (3 points)
+#
+# Write `sinusoidal_table(n_positions, d_model, base=10000.0)` returning a float64 numpy array
+# of shape `(n_positions, d_model)` (`d_model` is even), with `base` in place of 10000 in the
+# formula. Vectorise: build a column of positions `(n_positions, 1)` and a row of frequencies
+# `(d_model / 2,)`; their product broadcasts to every angle at once. Then fill the even columns
+# with the sines (`table[:, 0::2] = ...`) and the odd columns with the cosines. No Python loop over
+# positions: the hidden test builds a 2048-row table and counts the lines your code executes.
+
+# %% nbgrader={"grade": false, "grade_id": "sinusoidal_table", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def sinusoidal_table(n_positions, d_model, base=10000.0):
+    """The sinusoidal position table of Vaswani et al. (2017).
+
+    Args:
+        n_positions: number of positions (rows), 0 .. n_positions - 1.
+        d_model: number of features (columns), even.
+        base: the 10000 of the paper's formula.
+
+    Returns:
+        float64 numpy array (n_positions, d_model): sin(p w_i) in column 2i, cos(p w_i) in
+        column 2i + 1, with w_i = base ** (-2i / d_model).
+    """
+    ### BEGIN SOLUTION
+    p = np.arange(n_positions, dtype=np.float64)[:, None]          # (P, 1)
+    even_columns = np.arange(0, d_model, 2, dtype=np.float64)     # 0, 2, 4, ...: this IS 2i
+    omega = base ** (-even_columns / d_model)                     # (d/2,)
+    angles = p * omega                                            # (P, d/2)
+    table = np.zeros((n_positions, d_model))
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles)
+    return table
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "sinusoidal_table_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.sinusoidal_table_example(sinusoidal_table)
+### BEGIN HIDDEN TESTS
+check.sinusoidal_table(sinusoidal_table)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Here is the table for 100 positions and 64 features. The left columns oscillate fast, the
+# right ones hardly change over 100 positions; each row is a unique "fingerprint" of its position.
+
+# %%
+table_demo = sinusoidal_table(100, 64)
+fig, ax = plot_position_table(table_demo, title="Sinusoidal position table, d = 64")
+plt.show()
+
+# %% [markdown]
+# ### What does the dot product between two positions say?
+#
+# Expand $PE_p \cdot PE_{p+k}$ pair by pair:
+# $\sin(p\omega)\sin((p+k)\omega) + \cos(p\omega)\cos((p+k)\omega) = \cos(k\omega)$, so
+#
+# $$
+# PE_p \cdot PE_{p+k} = \sum_{i=0}^{d/2-1} \cos(k\,\omega_i),
+# $$
+#
+# which depends on the distance $k$ only, not on $p$, and is largest ($d/2$) at $k = 0$. So nearby
+# positions have similar vectors and distant ones less similar, at every place in the sequence.
+# (Inside a real model the learned projections $W_Q$, $W_K$ sit in between and can use this,
+# or not.)
+#
+# ### Explore: the table and the similarity against distance
+#
+# The explorer shows the table for your choice of width $d$ and base, with the chosen position
+# $p$ marked, and $PE_p \cdot PE_{p+k}$ divided by its maximum $d/2$ against the distance $k$
+# (the dashed curve is the same for $p = 0$: the two coincide). The third panel is the RoPE score
+# of section 4, drawn here for comparison. Things to try: a small $d$ (few frequencies: the
+# similarity oscillates and comes back up, so far positions look alike), a large $d$, and a
+# small base (all frequencies high: similarity drops fast and never settles).
+
+# %%
+def similarity_by_distance(table, p, max_distance):
+    """PE[p] . PE[p + k] for k = 0 .. max_distance (the table must have p + max_distance + 1 rows)."""
+    return table[p + np.arange(max_distance + 1)] @ table[p]
+
+
+def draw_positions(d_model=64, base=10000.0, position=20, max_distance=100):
+    table = sinusoidal_table(position + max_distance + 1, d_model, base)
+    k = np.arange(max_distance + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    plot_position_table(table, title=f"Sinusoidal table, d = {d_model}, base = {base:g}", ax=axes[0],
+                        mark_position=position)
+    plot_lines(k, {f"p = {position}": similarity_by_distance(table, position, max_distance) / (d_model / 2),
+                   "p = 0": similarity_by_distance(table, 0, max_distance) / (d_model / 2)},
+               xlabel="distance k (positions)", ylabel="PE[p] · PE[p+k] / (d/2)",
+               title="Similarity depends on the distance only", ax=axes[1], markers=False,
+               styles={"p = 0": "k--"})
+    if rope_ready():
+        plot_lines(k, {"q = k = all ones": rope_score_by_distance(d_model, base, max_distance)},
+                   xlabel="relative distance m - n (positions)", ylabel="RoPE score / d",
+                   title="RoPE: q·k of one vector rotated at m and n", ax=axes[2], markers=False)
+    else:
+        axes[2].set_axis_off()
+        axes[2].set_title("RoPE score: finish exercises 4-6 (section 4)")
+    fig.tight_layout()
+    plt.show()
+
+
+def rope_ready():
+    """True once section 4's functions work (the explorer's third panel uses them)."""
+    try:
+        rope_score_by_distance(8, 10000.0, 2)
+        return True
+    except Exception:                 # NameError or NotImplementedError before section 4 is done
+        return False
+
+
+def rope_score_by_distance(d_head, base, max_distance):
+    """Rotated all-ones query at m = max_distance against an all-ones key at n = m - k: score / d."""
+    cos, sin = rope_cos_sin(max_distance + 1, d_head, base)
+    ones = torch.ones(d_head)
+    q = apply_rope(ones, cos[max_distance], sin[max_distance])
+    keys = apply_rope(ones.expand(max_distance + 1, d_head), cos, sin)        # (m+1, d), n = 0 .. m
+    return (keys @ q).flip(0).numpy() / d_head                                 # index k = m - n
+
+
+explorer = widgets.interactive(
+    draw_positions,
+    d_model=widgets.IntSlider(value=64, min=4, max=256, step=4, description="d_model"),
+    base=widgets.Dropdown(options=[100.0, 1000.0, 10000.0, 100000.0], value=10000.0, description="base"),
+    position=widgets.IntSlider(value=20, min=0, max=200, step=1, description="position p"),
+    max_distance=widgets.IntSlider(value=100, min=10, max=500, step=10, description="max k"),
+)
+display(explorer)
+
+# %% [markdown]
+# Adding the table to the embeddings breaks the symmetry of section 1: the same layer, fed
+# `x + PE`, now gives different outputs for different orders.
+
+# %%
+pe_demo = torch.tensor(sinusoidal_table(T, d_model), dtype=torch.float32)
+print("self-attention on x      : gap =", f"{permutation_gap(lambda x: mha(x)[0], x_demo, perm_demo):.2e}")
+print("self-attention on x + PE : gap =", f"{permutation_gap(lambda x: mha(x + pe_demo)[0], x_demo, perm_demo):.2e}")
+
+# %% [markdown]
+# ## 3. Learned positions
+#
+# BERT (Devlin et al. 2019) and GPT-2 (Radford et al. 2019) do not use a formula: they learn the
+# table. It is an `nn.Embedding(max_positions, d_model)`, a trainable matrix with one row per
+# position, looked up at positions $0, 1, \dots, T-1$ and added to the token embeddings. It can
+# learn whatever suits the data, at a cost: it has $\text{max\_positions} \times d$ parameters (GPT-2:
+# $1024 \times 768$), and a row that was never trained (or does not exist: position 1024 in
+# GPT-2) means nothing, so the model cannot run on longer sequences than it was trained on.
+#
+# When a model generates one token at a time with a cache (notebook 07), the new tokens sit at
+# positions $t, t+1, \dots$, not $0, 1, \dots$; `offset` says where the input starts.
+
+# %% [markdown]
+# ### Exercise 3: a learned position table (3 points)
+#
+# Complete `LearnedPositions`: `__init__` creates the table as an `nn.Embedding` (so it is a
+# trainable parameter, registered with the module); `forward(x, offset=0)` adds rows
+# `offset .. offset + T - 1` of the table to `x` of shape `(B, T, d_model)`, and raises a
+# `ValueError` that says so when `offset + T > max_positions`. Build the positions with
+# `torch.arange(..., device=x.device)` so that it also works on a GPU.
+
+# %% nbgrader={"grade": false, "grade_id": "learned_positions", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class LearnedPositions(nn.Module):
+    """Adds a trainable (max_positions, d_model) position table to embeddings."""
+
+    def __init__(self, max_positions, d_model):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.max_positions = max_positions
+        self.table = nn.Embedding(max_positions, d_model)
+        ### END SOLUTION
+
+    def forward(self, x, offset=0):
+        """x: (B, T, d_model) -> x + table[offset : offset + T], same shape."""
+        ### BEGIN SOLUTION
+        T = x.shape[-2]
+        if offset + T > self.max_positions:
+            raise ValueError(f"positions {offset}..{offset + T - 1} exceed max_positions={self.max_positions}")
+        positions = torch.arange(offset, offset + T, device=x.device)      # (T,)
+        return x + self.table(positions)                                    # (T, d) broadcasts over B
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "learned_positions_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.learned_positions_example(LearnedPositions)
+### BEGIN HIDDEN TESTS
+check.learned_positions(LearnedPositions)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Rotary position embeddings (RoPE)
+#
+# Adding a vector to the token embedding mixes "what" and "where" in one vector, and the attention
+# score between positions $m$ and $n$ then depends on $m$ and $n$ separately. Su et al. (2021,
+# "RoFormer") asked for something else: a score that depends only on the **relative** position
+# $m - n$. Their answer is to *rotate* the query and the key, inside each attention layer,
+# by angles proportional to their positions.
+#
+# In two dimensions, let $R(\alpha)$ be the rotation by angle $\alpha$. Rotate the query at
+# position $m$ by $m\theta$ and the key at position $n$ by $n\theta$. Since $R(\alpha)^\top = R(-\alpha)$,
+#
+# $$
+# \big(R(m\theta)\,q\big) \cdot \big(R(n\theta)\,k\big) = q^\top R(-m\theta)\, R(n\theta)\, k
+# = q^\top R\big((n - m)\theta\big)\, k ,
+# $$
+#
+# a function of $m - n$ only. For $d$ dimensions, split the features into $d/2$ pairs and
+# rotate pair $i$ at its own speed $\theta_i = 10000^{-2i/d}$ (the sinusoidal table's frequencies).
+# Rotations keep lengths, and nothing is added to the values.
+#
+# **Which features form a pair?** The paper pairs neighbours, $(x_0, x_1), (x_2, x_3), \dots$: the
+# **interleaved** layout. Meta's Llama code, and `transformers` after it, pairs feature $i$ with
+# feature $i + d/2$: the **split-halves** layout. With halves $x = [x_1 \,|\, x_2]$ of $d/2$
+# features each, rotating every pair $(x_{1,i}, x_{2,i})$ by its angle $\alpha_i$ is
+#
+# $$
+# \mathrm{RoPE}(x) = x \odot \cos\alpha + \mathrm{rotate\_half}(x) \odot \sin\alpha,
+# \qquad \mathrm{rotate\_half}([x_1 \,|\, x_2]) = [-x_2 \,|\, x_1],
+# $$
+#
+# where $\cos\alpha$ and $\sin\alpha$ are vectors of length $d$ that hold each pair's angle twice,
+# at feature $i$ and at feature $i + d/2$: $[\alpha_0, \dots, \alpha_{d/2-1}, \alpha_0, \dots, \alpha_{d/2-1}]$.
+# (Check one pair: $x_{1,i}' = x_{1,i}\cos\alpha_i - x_{2,i}\sin\alpha_i$ and
+# $x_{2,i}' = x_{2,i}\cos\alpha_i + x_{1,i}\sin\alpha_i$: a rotation.) This notebook, like the
+# hidden tests' oracle (`transformers`' `LlamaRotaryEmbedding` and `apply_rotary_pos_emb`), uses
+# **split halves** throughout.
+#
+# > **Common bug: mixing the layouts.** Code written from the paper (neighbouring pairs, angles
+# > repeated as $\alpha_0, \alpha_0, \alpha_1, \alpha_1, \dots$) and weights or tables from Llama
+# > (halves) run without an error and give wrong scores. Both are valid RoPE; only consistency
+# > matters. Section 5 shows the exact relation.
+
+# %% [markdown]
+# ### Exercise 4: `rotate_half` (2 points)
+#
+# Write `rotate_half(x)` for a tensor with any leading axes: split the **last** axis into two halves
+# `x1 = x[..., :d/2]` and `x2 = x[..., d/2:]` and return `[-x2, x1]` concatenated along the last axis.
+
+# %% nbgrader={"grade": false, "grade_id": "rotate_half", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def rotate_half(x):
+    """[x1 | x2] -> [-x2 | x1] on the last axis, x1 and x2 its two halves. Shape unchanged."""
+    ### BEGIN SOLUTION
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([-x2, x1], dim=-1)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "rotate_half_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.rotate_half_example(rotate_half)
+### BEGIN HIDDEN TESTS
+check.rotate_half(rotate_half)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 5: the cos and sin tables (2 points)
+#
+# Write `rope_cos_sin(n_positions, d_head, base=10000.0)` returning `(cos, sin)`, two float32
+# tensors of shape `(n_positions, d_head)`. Row $p$ holds $\cos$ (resp. $\sin$) of the angles
+# $p\,\theta_i$, $\theta_i = \text{base}^{-2i/d}$ for $i = 0 .. d/2 - 1$, **repeated twice**
+# (concatenate the $(T, d/2)$ angles with themselves: `torch.cat([angles, angles], dim=-1)`).
+# The same even-index bug as in section 2 lurks here: `torch.arange(0, d_head, 2)` is already $2i$.
+# Compute the angles in float64 and convert at the end, as precision matters at long positions.
+
+# %% nbgrader={"grade": false, "grade_id": "rope_cos_sin", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def rope_cos_sin(n_positions, d_head, base=10000.0):
+    """Cosines and sines of the RoPE angles, split-halves layout.
+
+    Returns:
+        (cos, sin), float32 tensors of shape (n_positions, d_head); row p, column j holds
+        cos/sin(p * theta_{j mod d/2}) with theta_i = base ** (-2i / d_head).
+    """
+    ### BEGIN SOLUTION
+    theta = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)   # (d/2,)
+    angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * theta       # (T, d/2)
+    angles = torch.cat([angles, angles], dim=-1)                                  # (T, d)
+    return angles.cos().float(), angles.sin().float()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "rope_cos_sin_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.rope_cos_sin_example(rope_cos_sin)
+### BEGIN HIDDEN TESTS
+check.rope_cos_sin(rope_cos_sin)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 6: apply the rotation (3 points)
+#
+# Write `apply_rope(x, cos, sin)`: rotate `x` of shape `(..., T, d_head)` with the formula above,
+# using your `rotate_half`. `cos` and `sin` broadcast against `x`: `(T, d_head)` tables for a
+# `(B, h, T, d_head)` input, or single rows for a single vector. The hidden test compares your
+# rotation with `transformers`' `apply_rotary_pos_emb` on the tables of a tiny Llama model
+# (importing `transformers` takes a few seconds).
+
+# %% nbgrader={"grade": false, "grade_id": "apply_rope", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def apply_rope(x, cos, sin):
+    """Rotary position embedding, split-halves layout.
+
+    Args:
+        x: queries or keys, (..., T, d_head).
+        cos, sin: tables broadcastable to x (from rope_cos_sin, rows for x's positions).
+
+    Returns:
+        The rotated tensor, same shape as x.
+    """
+    ### BEGIN SOLUTION
+    return x * cos + rotate_half(x) * sin
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "apply_rope_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.apply_rope_example(apply_rope)
+### BEGIN HIDDEN TESTS
+check.apply_rope(apply_rope)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### The relative-position property, measured
+#
+# Rotate one query $q$ at every position $m$ and one key $k$ at every position $n$, and draw all
+# the scores $q_m \cdot k_n$ as a matrix. If the score depends only on $m - n$, the matrix is
+# constant along each diagonal. Then compare with *adding* the sinusoidal table to $q$ and $k$
+# instead: the scores are no longer a function of $m - n$ alone.
+
+# %%
+torch.manual_seed(3)
+n_pos, d_head = 24, 16
+q_vec, k_vec = torch.randn(d_head, dtype=torch.float64), torch.randn(d_head, dtype=torch.float64)
+cos_t, sin_t = rope_cos_sin(n_pos, d_head)
+cos_t, sin_t = cos_t.double(), sin_t.double()
+q_rot = apply_rope(q_vec.expand(n_pos, d_head), cos_t, sin_t)            # row m: q rotated to position m
+k_rot = apply_rope(k_vec.expand(n_pos, d_head), cos_t, sin_t)
+rope_scores = (q_rot @ k_rot.T).numpy()                                   # [m, n] = q_m . k_n
+pe_small = torch.tensor(sinusoidal_table(n_pos, d_head))
+added_scores = ((q_vec + pe_small) @ (k_vec + pe_small).T).numpy()
+
+for m, n in [(5, 2), (13, 10), (23, 20)]:
+    print(f"m = {m:2d}, n = {n:2d} (m - n = 3):  RoPE score {rope_scores[m, n]:+.6f}   "
+          f"added-PE score {added_scores[m, n]:+.6f}")
+
+diag_spread = lambda s: max(np.ptp(np.diagonal(s, offset=o)) for o in range(-n_pos + 2, n_pos - 1))  # noqa: E731
+print(f"largest spread along a diagonal: RoPE {diag_spread(rope_scores):.1e}, "
+      f"added PE {diag_spread(added_scores):.2f}")
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+for ax, scores, title in [(axes[0], rope_scores, "RoPE: constant along diagonals"),
+                          (axes[1], added_scores, "Added sinusoidal PE: not constant")]:
+    image = ax.imshow(scores, cmap="coolwarm")
+    ax.set_title(title)
+    ax.set_xlabel("key position n")
+    ax.set_ylabel("query position m")
+    fig.colorbar(image, ax=ax, label="score q_m · k_n")
+fig.suptitle("One query and one key at every pair of positions")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Now the explorer of section 2 draws its third panel, the RoPE score of an all-ones query and key
+# against their distance: it decays (with oscillations) as the distance grows, the "long-term
+# decay" Su et al. (2021) point out. Run the explorer's cell again to see it.
+
+# %% [markdown]
+# ## 5. The paper's interleaved layout
+#
+# The RoFormer paper writes RoPE with neighbouring pairs: $(x_0, x_1)$ turns by $p\theta_0$,
+# $(x_2, x_3)$ by $p\theta_1$, and so on. Here it is, in a few lines (not an exercise):
+
+# %%
+def rope_interleaved(x, base=10000.0):
+    """RoPE as Su et al. (2021) write it: pair (x_2i, x_2i+1) turns by p * theta_i, p = row index."""
+    T, d = x.shape[-2], x.shape[-1]
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angles = (torch.arange(T, dtype=torch.float64)[:, None] * theta).to(x.dtype)   # (T, d/2)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = even * angles.cos() - odd * angles.sin()
+    out[..., 1::2] = odd * angles.cos() + even * angles.sin()
+    return out
+
+
+# %% [markdown]
+# Both layouts rotate $d/2$ pairs by the same angles; only the *places* of the pair members in
+# the vector differ. Interleaved pair $i$ is features $(2i, 2i+1)$; split-halves pair $i$ is
+# features $(i, i + d/2)$. So list the features of an interleaved vector evens first, then odds:
+# $[x_0, x_2, x_4, \dots, x_1, x_3, x_5, \dots]$. Feature $2i$ lands at place $i$ and feature
+# $2i + 1$ at place $i + d/2$: exactly a split-halves pair. With that fixed permutation
+# $\pi$ of the features,
+#
+# $$
+# \mathrm{RoPE}_{\text{halves}}(\pi x) = \pi\, \mathrm{RoPE}_{\text{interleaved}}(x).
+# $$
+#
+# A permutation of features applied to both $q$ and $k$ leaves every dot product unchanged, so
+# the two layouts give identical attention scores. That is how checkpoints move between them:
+# permute the rows of $W_Q$ and $W_K$ once, when converting (`transformers`' Llama conversion
+# script does this to Meta's original weights).
+
+# %% [markdown]
+# ### Exercise 7: from interleaved to halves (2 points)
+#
+# Write `interleaved_to_halves(x)`: reorder the last axis of `x` (any leading axes, even length
+# `d`) as `[x_0, x_2, ..., x_{d-2}, x_1, x_3, ..., x_{d-1}]`.
+
+# %% nbgrader={"grade": false, "grade_id": "interleaved_to_halves", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def interleaved_to_halves(x):
+    """Reorder the features of the last axis: even-indexed ones first, then the odd-indexed ones."""
+    ### BEGIN SOLUTION
+    return torch.cat([x[..., 0::2], x[..., 1::2]], dim=-1)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "interleaved_to_halves_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import positions as check
+
+check.interleaved_to_halves_example(interleaved_to_halves)
+### BEGIN HIDDEN TESTS
+check.interleaved_to_halves(interleaved_to_halves)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The identity, checked numerically with your functions, and the scores of the two layouts:
+
+# %%
+torch.manual_seed(4)
+x_pair = torch.randn(2, 12, 16, dtype=torch.float64)          # (B, T, d)
+cos12, sin12 = (t.double() for t in rope_cos_sin(12, 16))
+halves_of_rotated = interleaved_to_halves(rope_interleaved(x_pair))
+rotated_halves = apply_rope(interleaved_to_halves(x_pair), cos12, sin12)
+print("max |RoPE_halves(pi x) - pi RoPE_interleaved(x)| =", f"{(halves_of_rotated - rotated_halves).abs().max():.1e}")
+q_i, k_i = torch.randn(12, 16, dtype=torch.float64), torch.randn(12, 16, dtype=torch.float64)
+scores_interleaved = rope_interleaved(q_i) @ rope_interleaved(k_i).T
+scores_halves = apply_rope(interleaved_to_halves(q_i), cos12, sin12) @ apply_rope(interleaved_to_halves(k_i), cos12, sin12).T
+print("same attention scores:", torch.allclose(scores_interleaved, scores_halves))
+print("but mixing layouts (interleaved data, halves rotation) changes them by up to",
+      f"{(apply_rope(q_i, cos12, sin12) @ apply_rope(k_i, cos12, sin12).T - scores_interleaved).abs().max():.2f}")
+
+# %% [markdown]
+# ### Written question (2 points, graded by hand)
+#
+# GPT-2 adds a learned table of 1024 positions to its token embeddings; Llama applies RoPE to the
+# queries and keys of every layer. Name two things RoPE gives that the added learned table does
+# not, and say for each why it follows from how the position enters the model. Three to six sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "rope_vs_learned_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# (1) Relative positions by construction: the score between a query at $m$ and a key at $n$ is
+# $q^\top R((n-m)\theta)k$, so it depends only on the offset $m - n$, and a pattern learned at one
+# place ("attend to the previous token") works at every place. An added table gives scores with
+# terms in $p_m$ and $p_n$ separately, so the model must learn the same relation at each absolute
+# position. (2) No limit from a table: the angles $p\theta_i$ are defined for every $p$, so the
+# model can at least run on sequences longer than any it was trained on (how well it extrapolates
+# depends; methods such as position interpolation rescale the angles to help), while GPT-2 has no
+# row for position 1024 at all and its late rows are trained less. Also: RoPE adds no parameters
+# (GPT-2's table has 786,432), keeps the token embedding free of position information (only
+# queries and keys are rotated, not values), and its scores decay with distance.
+
+# %% [markdown]
+# ## Summary
+#
+# - Self-attention without positions is permutation-equivariant: shuffle the input and the
+#   output shuffles the same way. Something must tell it where tokens are.
+# - Sinusoidal positions (Vaswani et al. 2017) add a fixed table: $\sin$ in even, $\cos$ in odd
+#   columns, frequencies $10000^{-2i/d}$ (mind the even index: `arange(0, d, 2)` is already $2i$).
+#   Their dot product depends only on the distance.
+# - Learned positions (BERT, GPT-2) add a trained `nn.Embedding` table: flexible, but limited to
+#   `max_positions`.
+# - RoPE (Su et al. 2021) rotates queries and keys by position-dependent angles, so scores depend
+#   on $m - n$ only. Llama and `transformers` pair feature $i$ with $i + d/2$ (`rotate_half`); the
+#   paper pairs neighbours; a fixed permutation of the features maps one onto the other.
+#
+# **Next:** `05_transformer_blocks`: attention, positions, LayerNorm and feed-forward layers
+# assembled into encoder and decoder blocks, and a small encoder-decoder trained end to end.
