@@ -132,16 +132,16 @@ position_ids = np.broadcast_to(np.arange(T_demo)[None, :, None], (B_demo, T_demo
 right = position_ids.reshape(B_demo, T_demo, h_demo, d_model_demo // h_demo).swapaxes(1, 2)    # (B, h, T, d_head)
 wrong = position_ids.reshape(B_demo, h_demo, T_demo, d_model_demo // h_demo)                     # the bug
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 for ax, arr, title in ((axes[0], right, "reshape, then swap axes (right)"),
                        (axes[1], wrong, "reshape only (wrong)")):
     im = ax.imshow(arr[0, 0], cmap="viridis", vmin=0, vmax=T_demo - 1)
     ax.set_title(title)
-    ax.set_xlabel("feature of head 0 (index within d_head)")
+    ax.set_xlabel("feature index within head 0")
     ax.set_ylabel("row of head 0 (should be position t)")
     for (i, j), value in np.ndenumerate(arr[0, 0]):
         ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="w", fontsize=9)
-fig.suptitle("Which position do head 0's numbers come from?")
+fig.suptitle("Which position do head 0's numbers come from?", y=1.03)
 fig.colorbar(im, ax=list(axes), label="source position t")
 plt.show()
 
@@ -416,7 +416,7 @@ check.param_count(mha_param_count)
 # %%
 for h in (1, 2, 4, 8, 16):
     counted = sum(p.numel() for p in MultiHeadAttention(256, h).parameters())
-    print(f"d_model=256, {h:2d} heads of width {256 // h:3d}: {counted:,} parameters "
+    print(f"d_model=256, {h:2d} head{'s' if h > 1 else ' '} of width {256 // h:3d}: {counted:,} parameters "
           f"(formula {mha_param_count(256, h):,})")
 
 # %% [markdown]
@@ -459,7 +459,10 @@ class OffsetModel(nn.Module):
         return [read(a) for read in self.read_outs], weights
 
 
-def train_offset(n_heads, steps=400, batch_size=64, seed=0, snapshot_every=25):
+SNAPSHOT_STEPS = sorted(set(range(0, 60, 4)) | set(range(60, 401, 20)))
+
+
+def train_offset(n_heads, steps=400, batch_size=64, seed=0):
     """Adam on the summed cross-entropies; keeps the attention map of one probe sequence."""
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
@@ -472,7 +475,7 @@ def train_offset(n_heads, steps=400, batch_size=64, seed=0, snapshot_every=25):
     torch.set_num_threads(1)                  # a tiny model: one thread is fastest
     try:
         for step in tqdm(range(steps + 1), desc=f"training with {n_heads} head(s)"):
-            if step % snapshot_every == 0:
+            if step in SNAPSHOT_STEPS:
                 with torch.no_grad():
                     snapshots.append((step, model(probe, need_weights=True)[1][0].cpu().numpy()))
             if step == steps:
@@ -493,7 +496,7 @@ def train_offset(n_heads, steps=400, batch_size=64, seed=0, snapshot_every=25):
 offset_runs = {h: train_offset(h) for h in (2, 1)}
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for h, (_, losses, _, _) in offset_runs.items():
-    ax.plot(losses, label=f"{h} head(s) of width {32 // h}")
+    ax.plot(losses, label=f"{h} head{'s' if h > 1 else ''} of width {32 // h}")
 ax.set_xlabel("training step")
 ax.set_ylabel("summed cross-entropy (nats)")
 ax.set_title("Two heads solve the two-lookup task; one head cannot")
@@ -509,50 +512,53 @@ for h, (model, _, _, _) in offset_runs.items():
     accs = [(lg[:, 3:].argmax(-1).cpu() == y[:, 3:]).float().mean().item() for lg, y in zip(logits, eval_targets)]
     t = torch.arange(3, SEQ_LEN)
     on_offset = {o: weights[:, :, t, t - o].mean(dim=(0, 2)).cpu().numpy() for o in OFFSETS}
-    print(f"{h} head(s): accuracy on x[t-1] {accs[0]:.1%}, on x[t-3] {accs[1]:.1%}; "
+    print(f"{h} head{'s' if h > 1 else ' '}: accuracy on x[t-1] {accs[0]:.1%}, on x[t-3] {accs[1]:.1%}; "
           + "; ".join(f"mean weight on t-{o} per head {np.round(v, 2)}" for o, v in on_offset.items()))
 
 # %% [markdown]
 # With two heads, one head puts nearly all its weight one step back and the other three steps
-# back: the diagonals below. Each lookup is clean, and the read-outs can tell the two answers apart
+# back: the bright diagonals below sit one and three cells left of the dotted line (the query's
+# own position). Rows 0 to 2 have no valid target and were not trained. Each lookup is clean, and the read-outs can tell the two answers apart
 # because they arrive through different heads (different columns before `out_proj`). The single
 # head splits its weight between the two offsets and blends them; it recovers at most one of the
 # answers reliably.
 
 # %%
 model_2, _, snapshots_2, probe_tokens = offset_runs[2]
-digits = [str(int(t)) for t in probe_tokens]
-fig, axes = plot_attention_grid(snapshots_2[-1][1], titles=["head 0", "head 1"], query_labels=digits,
-                                key_labels=digits, suptitle="Trained 2-head model: where each head looks")
-for ax in axes:
-    ax.set_xlabel("key position (token shown)")
-axes[0].set_ylabel("query position (token shown)")
-plt.show()
+labels = [f"{t}:{int(tok)}" for t, tok in enumerate(probe_tokens)]       # position:token
+
+
+def draw_heads(maps, suptitle):
+    fig, axes = plot_attention_grid(maps, titles=[f"head {i}" for i in range(len(maps))], query_labels=labels,
+                                    key_labels=labels, suptitle=suptitle)
+    for ax in axes:
+        ax.plot([-0.5, SEQ_LEN - 0.5], [-0.5, SEQ_LEN - 0.5], "w:", lw=1)   # the diagonal: offset 0
+        ax.set_xlabel("key (position:token)")
+    axes[0].set_ylabel("query (position:token)")
+    plt.show()
+
+
+draw_heads(snapshots_2[-1][1], "Trained 2-head model: where each head looks (dotted: the query itself)")
 
 # %% [markdown]
 # ### Explore: how the heads specialise during training
 #
-# Drag the slider through training and switch between the models. Early on every head looks
-# everywhere in the past (a causal smear); within about a hundred steps the two heads of the
-# 2-head model lock onto different offsets. The 1-head model ends with two half-bright diagonals.
+# Drag the slider through training and switch between the models. At step 0 every head spreads
+# its weight over the whole past (a causal smear). Watch when the two heads of the 2-head model
+# lock onto different offsets, and compare with the loss curve above; the 1-head model ends with
+# two half-bright diagonals instead of one bright one.
 
 # %%
-def show_heads(step_index, n_heads):
-    _, _, snapshots, _ = offset_runs[n_heads]
-    step, maps = snapshots[min(step_index, len(snapshots) - 1)]
-    fig, axes = plot_attention_grid(maps, titles=[f"head {i}" for i in range(n_heads)], query_labels=digits,
-                                    key_labels=digits, suptitle=f"{n_heads} head(s), after {step} steps")
-    for ax in axes:
-        ax.set_xlabel("key position (token shown)")
-    axes[0].set_ylabel("query position (token shown)")
-    plt.show()
+def show_heads(step, n_heads):
+    maps = dict(offset_runs[n_heads][2])[step]
+    draw_heads(maps, f"{n_heads} head{'s' if n_heads > 1 else ''}, after {step} training steps")
 
 
-step_slider = widgets.IntSlider(value=len(snapshots_2) - 1, min=0, max=len(snapshots_2) - 1, step=1,
-                                description="snapshot", continuous_update=False)
+step_slider = widgets.SelectionSlider(options=SNAPSHOT_STEPS, value=SNAPSHOT_STEPS[-1], description="step",
+                                      continuous_update=False)
 heads_toggle = widgets.ToggleButtons(options=[("2 heads", 2), ("1 head", 1)], value=2, description="model")
 display(widgets.VBox([widgets.HBox([step_slider, heads_toggle]),
-                      widgets.interactive_output(show_heads, {"step_index": step_slider, "n_heads": heads_toggle})]))
+                      widgets.interactive_output(show_heads, {"step": step_slider, "n_heads": heads_toggle})]))
 
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
