@@ -308,6 +308,20 @@ explorer = widgets.interactive(
 display(explorer)
 
 # %% [markdown]
+# The similarity for three widths side by side, for when the explorer is not live (a static copy
+# of the notebook, say). With $d = 8$ there are only four frequencies: the similarity swings back up,
+# so positions 60 apart can look closer than positions 20 apart. With more columns the slow
+# frequencies keep far positions apart.
+
+# %%
+k_static = np.arange(201)
+table_static = {d: sinusoidal_table(201, d) for d in (8, 32, 128)}
+fig, ax = plot_lines(k_static, {f"d = {d}": similarity_by_distance(t, 0, 200) / (d / 2) for d, t in table_static.items()},
+                     xlabel="distance k (positions)", ylabel="PE[p] · PE[p+k] / (d/2)",
+                     title="Sinusoidal similarity against distance (any p)", markers=False)
+plt.show()
+
+# %% [markdown]
 # Adding the table to the embeddings breaks the symmetry of section 1: the same layer, fed
 # `x + PE`, now gives different outputs for different orders.
 
@@ -543,9 +557,18 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# (The RoPE spread is not exactly 0 because `rope_cos_sin` returns float32 tables: that is rounding.)
+#
 # Now the explorer of section 2 draws its third panel, the RoPE score of an all-ones query and key
 # against their distance: it decays (with oscillations) as the distance grows, the "long-term
-# decay" Su et al. (2021) point out. Run the explorer's cell again to see it.
+# decay" Su et al. (2021, section 3.4.3) point out. Run the explorer's cell again to play with it;
+# here it is for three widths.
+
+# %%
+fig, ax = plot_lines(k_static, {f"d = {d}": rope_score_by_distance(d, 10000.0, 200) for d in (8, 32, 128)},
+                     xlabel="relative distance m - n (positions)", ylabel="RoPE score q_m · k_n / d",
+                     title="RoPE score of an all-ones query and key against distance", markers=False)
+plt.show()
 
 # %% [markdown]
 # ## 5. The paper's interleaved layout
@@ -614,7 +637,8 @@ x_pair = torch.randn(2, 12, 16, dtype=torch.float64)          # (B, T, d)
 cos12, sin12 = (t.double() for t in rope_cos_sin(12, 16))
 halves_of_rotated = interleaved_to_halves(rope_interleaved(x_pair))
 rotated_halves = apply_rope(interleaved_to_halves(x_pair), cos12, sin12)
-print("max |RoPE_halves(pi x) - pi RoPE_interleaved(x)| =", f"{(halves_of_rotated - rotated_halves).abs().max():.1e}")
+print("max |RoPE_halves(pi x) - pi RoPE_interleaved(x)| =", f"{(halves_of_rotated - rotated_halves).abs().max():.1e}",
+      "(float32 tables: rounding)")
 q_i, k_i = torch.randn(12, 16, dtype=torch.float64), torch.randn(12, 16, dtype=torch.float64)
 scores_interleaved = rope_interleaved(q_i) @ rope_interleaved(k_i).T
 scores_halves = apply_rope(interleaved_to_halves(q_i), cos12, sin12) @ apply_rope(interleaved_to_halves(k_i), cos12, sin12).T

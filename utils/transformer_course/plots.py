@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_attention", "plot_attention_grid", "plot_lines", "plot_loss"]
+__all__ = ["plot_attention", "plot_attention_grid", "plot_lines", "plot_loss", "plot_position_table"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -179,3 +179,36 @@ def plot_loss(
         centred = np.concatenate([np.full(left, np.nan), avg, np.full(smooth - 1 - left, np.nan)])
         series = {"loss": y, f"centred moving average ({smooth} steps)": centred}
     return plot_lines(np.arange(len(y)), series, xlabel, ylabel, title, markers=False, ax=ax)
+
+
+def plot_position_table(
+    table,
+    title: str = "Position table",
+    ax: plt.Axes | None = None,
+    mark_position: int | None = None,
+    colorbar: bool = True,
+):
+    """Heat map of a ``(n_positions, d_model)`` position table (sinusoidal, learned, RoPE angles).
+
+    Rows are positions (top to bottom), columns are features; values are drawn on a
+    symmetric diverging scale (blue negative, red positive).  ``mark_position`` draws a
+    horizontal line at that row.  Returns ``(fig, ax)``.
+    """
+    t = _as_numpy(table)
+    if t.ndim != 2:
+        raise ValueError(f"plot_position_table takes one (n_positions, d_model) table, got shape {t.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    else:
+        fig = ax.figure
+    limit = max(1e-12, float(np.nanmax(np.abs(t)))) if t.size else 1.0
+    image = ax.imshow(t, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("feature (column of the table)")
+    ax.set_ylabel("position p (token index)")
+    if mark_position is not None and 0 <= mark_position < t.shape[0]:
+        ax.axhline(mark_position, color="black", linewidth=1.0, linestyle="--", label=f"p = {mark_position}")
+        ax.legend(loc="upper right", fontsize=8)
+    if colorbar:
+        fig.colorbar(image, ax=ax, label="value (unitless)")
+    return fig, ax
