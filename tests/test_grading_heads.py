@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from transformer_course import attention as ref
 from transformer_course.grading import CheckFailed
 from transformer_course.grading import heads as check
@@ -301,6 +300,17 @@ def test_module_mistakes(attrs, hint):
 ])
 def test_module_mistakes_in_the_visible_example(attrs, hint):
     fails_with(check.multi_head_attention_example, variant(**attrs), hint=hint)
+
+
+def test_module_values_from_x_in_cross_attention():
+    class ValuesFromX(MHA):
+        def forward(self, x, memory=None, *, mask=None, is_causal=False, need_weights=False):
+            src = x if memory is None else memory
+            q, k = split_heads(self.q_proj(x), self.n_heads), split_heads(self.k_proj(src), self.n_heads)
+            v = split_heads(self.v_proj(x), self.n_heads)
+            w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.d_head), dim=-1)
+            return self.out_proj(merge_heads(w @ v)), w
+    fails_with(check.multi_head_attention, ValuesFromX, hint="come from `memory`")
 
 
 def test_module_wrapping_torch_mha_fails():

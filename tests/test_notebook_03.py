@@ -8,7 +8,6 @@ grading path (the later, dependent cells run on the wrong answers too).
 from __future__ import annotations
 
 import pytest
-
 from notebook_tools import by_id, check, fill_student
 
 pytestmark = pytest.mark.slow

@@ -43,7 +43,6 @@
 
 # %%
 import math
-import time
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -56,7 +55,7 @@ from tqdm.auto import tqdm
 
 from transformer_course.attention import load_torch_mha
 from transformer_course.device import default_device
-from transformer_course.plots import plot_attention, plot_attention_grid, plot_lines, plot_loss
+from transformer_course.plots import plot_attention_grid
 
 np.set_printoptions(precision=4, suppress=True)
 torch.manual_seed(0)

@@ -26,7 +26,17 @@ import torch.nn.functional as F
 
 from .. import attention as ref
 from .attention import _FUSED, _describe
-from .core import CheckFailed, as_numpy, call, diagnose, expect_close, fail, matches, passed, rng
+from .core import (
+    CheckFailed,
+    as_numpy,
+    call,
+    diagnose,
+    expect_close,
+    fail,
+    matches,
+    passed,
+    rng,
+)
 
 __all__ = [
     "split_heads_example", "split_heads",
@@ -486,16 +496,23 @@ def mha_numpy(fn: Callable) -> None:
 
 # ---------------------------------------------- 3. the MultiHeadAttention module ---
 
-def _mha_explain(exc: Exception) -> str | None:
-    text = str(exc)
-    if "must match the size of tensor" in text or "broadcast" in text or "expanded size" in text:
-        return HINT_MASK_HEAD_AXIS
-    if "view size is not compatible" in text:
-        return HINT_VIEW
-    if "unexpected keyword argument" in text:
-        return ("forward's interface is forward(x, memory=None, *, mask=None, is_causal=False, "
-                "need_weights=False), like the package's MultiHeadAttention.")
-    return None
+def _mha_explain(cross: bool = False, mask_dim: int | None = None) -> Callable[[Exception], str | None]:
+    """Map an exception from the learner's forward to a hint, knowing the case (cross? a 3-D mask?)."""
+    def explain(exc: Exception) -> str | None:
+        text = str(exc)
+        if "view size is not compatible" in text:
+            return HINT_VIEW
+        if "unexpected keyword argument" in text or "positional argument" in text:
+            return ("forward's interface is forward(x, memory=None, *, mask=None, is_causal=False, "
+                    "need_weights=False), like the package's MultiHeadAttention.")
+        if mask_dim == 3 and ("must match the size of tensor" in text or "broadcast" in text
+                              or "expanded size" in text):
+            return HINT_MASK_HEAD_AXIS
+        if cross and ("batch2" in text or "must match the size" in text or "Expected size" in text
+                      or "cannot be multiplied" in text):
+            return HINT_KV_FROM_X
+        return None
+    return explain
 
 
 def _build(cls, d: int, h: int, bias: bool) -> nn.Module:
@@ -592,7 +609,8 @@ def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind, causal, bias, label, dt
         mine = mine.to(dtype)
     args = (x.to(dtype),) + ((memory.to(dtype),) if cross else ())
     with torch.set_grad_enabled(grads):
-        result = call(mine, *args, what=what, forbid=_FORBID_ATTENTION, explain=_mha_explain, **kwargs)
+        result = call(mine, *args, what=what, forbid=_FORBID_ATTENTION,
+                      explain=_mha_explain(cross, None if mask is None else mask.dim()), **kwargs)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"{what} should return a pair (output, weights); got {type(result).__name__}.",
              "end forward with `return self.out_proj(...), weights` (weights None unless need_weights).")
@@ -640,7 +658,7 @@ def _check_need_weights_false(cls, gen) -> None:
     mine, theirs = _torch_pair(cls, 8, 2, True, gen)
     x = torch.tensor(gen.normal(size=(2, 4, 8)))
     what = "your MultiHeadAttention with need_weights=False (the default)"
-    result = call(mine, x, what=what, forbid=_FORBID_ATTENTION, explain=_mha_explain)
+    result = call(mine, x, what=what, forbid=_FORBID_ATTENTION, explain=_mha_explain())
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"{what} should still return a pair (output, None); got {type(result).__name__}.",
              "later notebooks unpack `out, _ = attn(x)`: always return two things.")
@@ -669,7 +687,7 @@ def multi_head_attention(cls) -> None:
     padding masks (ours True = may attend, torch's key_padding_mask True = blocked), causal masks,
     a shared (T_q, T_k) mask, no bias, one head, float32, and gradients."""
     gen = rng()
-    r = lambda lo, hi: int(gen.integers(lo, hi + 1))  # noqa: E731
+    r = lambda lo, hi: int(gen.integers(lo, hi + 1))
     B = r(2, 3)
     _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(4, 7), n_k=None, label="self-attention")
     _check_mha_case(cls, gen, B=B, d=12, h=3, n_q=r(2, 4), n_k=r(6, 9), label="cross-attention, T_q < T_k")
