@@ -248,9 +248,11 @@ plt.show()
 # The explorer shows the table for your choice of width $d$ and base, with the chosen position
 # $p$ marked, and $PE_p \cdot PE_{p+k}$ divided by its maximum $d/2$ against the distance $k$
 # (the dashed curve is the same for $p = 0$: the two coincide). The third panel is the RoPE score
-# of section 4, drawn here for comparison. Things to try: a small $d$ (few frequencies: the
-# similarity oscillates and comes back up, so far positions look alike), a large $d$, and a
-# small base (all frequencies high: similarity drops fast and never settles).
+# of section 4, drawn once you have done exercises 4-6: the cosine between a random query and a
+# random key rotated to positions $m$ and $n$, against $k = m - n$, for two different $m$ (the
+# curves coincide again). Things to try: a small $d$ (few frequencies: the similarity oscillates
+# and comes back up, so far positions look alike), a large $d$, and a small base (all frequencies
+# high: similarity drops fast and stays near 0).
 
 # %%
 def similarity_by_distance(table, p, max_distance):
@@ -270,9 +272,11 @@ def draw_positions(d_model=64, base=10000.0, position=20, max_distance=100):
                title="Similarity depends on the distance only", ax=axes[1], markers=False,
                styles={"p = 0": "k--"})
     if rope_ready():
-        plot_lines(k, {"q = k = all ones": rope_score_by_distance(d_model, base, max_distance)},
-                   xlabel="relative distance m - n (positions)", ylabel="RoPE score / d",
-                   title="RoPE: q·k of one vector rotated at m and n", ax=axes[2], markers=False)
+        plot_lines(k, {"query at m = k": rope_score_by_distance(d_model, base, max_distance),
+                       f"query at m = k + {position}": rope_score_by_distance(d_model, base, max_distance, position)},
+                   xlabel="relative distance k = m - n (positions)", ylabel="cosine of rotated q and k",
+                   title="RoPE: random q, k rotated to m and n", ax=axes[2], markers=False,
+                   styles={f"query at m = k + {position}": "k--"})
     else:
         axes[2].set_axis_off()
         axes[2].set_title("RoPE score: finish exercises 4-6 (section 4)")
@@ -289,13 +293,16 @@ def rope_ready():
         return False
 
 
-def rope_score_by_distance(d_head, base, max_distance):
-    """Rotated all-ones query at m = max_distance against an all-ones key at n = m - k: score / d."""
-    cos, sin = rope_cos_sin(max_distance + 1, d_head, base)
-    ones = torch.ones(d_head)
-    q = apply_rope(ones, cos[max_distance], sin[max_distance])
-    keys = apply_rope(ones.expand(max_distance + 1, d_head), cos, sin)        # (m+1, d), n = 0 .. m
-    return (keys @ q).flip(0).numpy() / d_head                                 # index k = m - n
+def rope_score_by_distance(d_head, base, max_distance, start=0, seed=0):
+    """Cosine between a random query rotated to m = start + max_distance and a random key rotated
+    to n = m - k, for k = 0 .. max_distance (the same q and k for every k)."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, d_head, generator=gen, dtype=torch.float64)
+    m = start + max_distance
+    cos, sin = (t.double() for t in rope_cos_sin(m + 1, d_head, base))
+    q_m = apply_rope(q, cos[m], sin[m])
+    keys = apply_rope(k.expand(max_distance + 1, d_head), cos[start:], sin[start:])   # n = start .. m
+    return (keys @ q_m).flip(0).numpy() / float(q.norm() * k.norm())                  # index k = m - n
 
 
 explorer = widgets.interactive(
@@ -309,9 +316,9 @@ display(explorer)
 
 # %% [markdown]
 # The similarity for three widths side by side, for when the explorer is not live (a static copy
-# of the notebook, say). With $d = 8$ there are only four frequencies: the similarity swings back up,
-# so positions 60 apart can look closer than positions 20 apart. With more columns the slow
-# frequencies keep far positions apart.
+# of the notebook, say). With $d = 8$ there are only four frequencies and the similarity swings
+# back up: position $p + 63$ looks more like $p$ (0.95) than $p + 1$ does (0.88). With more columns
+# the curve is smoother and far positions stay less similar than near ones.
 
 # %%
 k_static = np.arange(201)
@@ -559,15 +566,20 @@ plt.show()
 # %% [markdown]
 # (The RoPE spread is not exactly 0 because `rope_cos_sin` returns float32 tables: that is rounding.)
 #
-# Now the explorer of section 2 draws its third panel, the RoPE score of an all-ones query and key
-# against their distance: it decays (with oscillations) as the distance grows, the "long-term
-# decay" Su et al. (2021, section 3.4.3) point out. Run the explorer's cell again to play with it;
-# here it is for three widths.
+# Now the explorer of section 2 draws its third panel; run its cell again to play with it. Here
+# is the same curve for two widths and two query positions. For $q = k = (1, \dots, 1)$ the RoPE
+# score would be exactly $2\sum_i \cos(k\theta_i)$, the sinusoidal similarity of section 2; Su
+# et al. (2021, section 3.4.3) show that such scores tend to decay as the distance grows.
 
 # %%
-fig, ax = plot_lines(k_static, {f"d = {d}": rope_score_by_distance(d, 10000.0, 200) for d in (8, 32, 128)},
-                     xlabel="relative distance m - n (positions)", ylabel="RoPE score q_m · k_n / d",
-                     title="RoPE score of an all-ones query and key against distance", markers=False)
+series = {}
+for d in (16, 128):
+    series[f"d = {d}, query at m = k"] = rope_score_by_distance(d, 10000.0, 200)
+    series[f"d = {d}, query at m = k + 300"] = rope_score_by_distance(d, 10000.0, 200, start=300)
+fig, ax = plot_lines(k_static, series, xlabel="relative distance k = m - n (positions)",
+                     ylabel="cosine of rotated q and k", title="RoPE scores depend on m - n only",
+                     markers=False, styles={"d = 16, query at m = k + 300": "k--", "d = 128, query at m = k + 300": "r:"},
+                     legend_outside=True)
 plt.show()
 
 # %% [markdown]
