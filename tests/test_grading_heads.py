@@ -47,15 +47,20 @@ def np_softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def make_np_mha(*, scale="head", axis=-1, merge="ok", dot=False, transpose_w=False, out_proj=True):
+def make_np_mha(*, scale="head", axis=-1, merge="ok", dot=False, transpose_w=False, transpose_wo=False,
+                out_proj=True, softmax=None):
+    softmax_fn = softmax or np_softmax
+
     def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):
         if transpose_w:
             w_q, w_k, w_v, w_o = w_q.T, w_k.T, w_v.T, w_o.T
+        if transpose_wo:
+            w_o = w_o.T
         q, k, v = (split_heads(x @ w, n_heads) for w in (w_q, w_k, w_v))
         d_head = q.shape[-1]
-        s = {"head": math.sqrt(d_head), "none": 1.0, "model": math.sqrt(x.shape[-1])}[scale]
+        s = {"head": math.sqrt(d_head), "none": 1.0, "model": math.sqrt(x.shape[-1]), "dhead": d_head}[scale]
         scores = (np.dot(q, k.swapaxes(-1, -2)) if dot else q @ k.swapaxes(-1, -2)) / s
-        w = np_softmax(scores, axis=axis)
+        w = softmax_fn(scores, axis=axis)
         o = w @ v
         B, h, T, dh = o.shape
         merged = merge_heads(o) if merge == "ok" else o.reshape(B, T, h * dh)
@@ -68,8 +73,12 @@ class MHA(nn.Module):
     scale = "head"
     axis = -1
     merge = "ok"
+    split = "ok"              # ok, view (.view(B, h, T, d_head) inline, no transpose)
+    softmax32 = False         # the softmax in float32, cast back (the Hugging Face idiom)
+    out_bias = True           # False: merged @ out_proj.weight.T, the bias forgotten
+    numpy_softmax = False     # a numpy round trip for the softmax
     kv_from_x = False
-    mask_mode = "ok"          # ok, ignored, inverted, no_head_axis
+    mask_mode = "ok"          # ok, ignored, inverted, no_head_axis, after_softmax, after_softmax_renorm
     causal_mode = "ok"        # ok, ignored, triu
     detach = False
     weights_none = False
@@ -86,32 +95,56 @@ class MHA(nn.Module):
 
     def forward(self, x, memory=None, *, mask=None, is_causal=False, need_weights=False):
         source = x if (memory is None or self.kv_from_x) else memory
-        q = split_heads(self.q_proj(x), self.n_heads)
-        k = split_heads(self.k_proj(source), self.n_heads)
-        v = split_heads(self.v_proj(source), self.n_heads)
+        if self.split == "view":
+            B, T_q, T_k, h, dh = x.shape[0], x.shape[1], source.shape[1], self.n_heads, self.d_head
+            q = self.q_proj(x).view(B, h, T_q, dh)
+            k = self.k_proj(source).view(B, h, T_k, dh)
+            v = self.v_proj(source).view(B, h, T_k, dh)
+        else:
+            q = split_heads(self.q_proj(x), self.n_heads)
+            k = split_heads(self.k_proj(source), self.n_heads)
+            v = split_heads(self.v_proj(source), self.n_heads)
         if self.fused:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else (
                 mask[:, None] if mask.dim() == 3 else mask), is_causal=is_causal)
             return self.out_proj(merge_heads(out)), None
-        s = {"head": math.sqrt(self.d_head), "none": 1.0, "model": math.sqrt(self.d_model)}[self.scale]
+        s = {"head": math.sqrt(self.d_head), "none": 1.0, "model": math.sqrt(self.d_model),
+             "dhead": self.d_head}[self.scale]
         scores = q @ k.transpose(-2, -1) / s
+        after = None                                   # a mask applied after the softmax
         if mask is not None and self.mask_mode != "ignored":
             if mask.dim() == 3 and self.mask_mode != "no_head_axis":
                 mask = mask[:, None]
-            scores = scores.masked_fill(mask if self.mask_mode == "inverted" else ~mask, float("-inf"))
+            if self.mask_mode.startswith("after_softmax"):
+                after = mask
+            else:
+                scores = scores.masked_fill(mask if self.mask_mode == "inverted" else ~mask, float("-inf"))
         if is_causal and self.causal_mode != "ignored":
             n_q, n_k = scores.shape[-2:]
             ones = torch.ones(n_q, n_k, dtype=torch.bool)
             causal = ones.triu() if self.causal_mode == "triu" else ones.tril()
-            scores = scores.masked_fill(~causal, float("-inf"))
-        weights = torch.softmax(scores, dim=self.axis)
+            if self.mask_mode.startswith("after_softmax"):
+                after = causal if after is None else after & causal
+            else:
+                scores = scores.masked_fill(~causal, float("-inf"))
+        if self.numpy_softmax:
+            # the notebook's softmax computes in float64 (np.asarray(x, dtype=float))
+            weights = torch.from_numpy(np_softmax(scores.detach().numpy().astype(float), axis=self.axis))
+        elif self.softmax32:
+            weights = torch.softmax(scores.float(), dim=self.axis).to(scores.dtype)
+        else:
+            weights = torch.softmax(scores, dim=self.axis)
+        if after is not None:
+            weights = weights * after
+            if self.mask_mode == "after_softmax_renorm":
+                weights = weights / weights.sum(-1, keepdim=True)
         out = weights @ v
         if self.merge == "ok":
             merged = merge_heads(out)
         else:
             B, h, T, dh = out.shape
             merged = out.reshape(B, T, h * dh)
-        result = self.out_proj(merged)
+        result = self.out_proj(merged) if self.out_bias else merged @ self.out_proj.weight.T
         if self.detach:
             result = result.detach()
         return result, (None if self.weights_none or not need_weights else weights)
@@ -135,11 +168,13 @@ def test_correct_answers_pass(capsys):
     check.mha_numpy(fn)
     check.multi_head_attention_example(MHA)
     check.multi_head_attention(MHA)
+    check.multi_head_attention_masks_example(MHA)
+    check.multi_head_attention_masks(MHA)
     check.param_count_example(mha_param_count)
     check.param_count(mha_param_count)
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert captured.out.count("all checks passed") == 8
+    assert captured.out.count("all checks passed") == 10
 
 
 def test_variants_agree_with_torch():
@@ -160,6 +195,9 @@ def test_mistakes_are_far_from_the_oracle():
     """Every planted mistake differs from the oracle by far more than the tolerance."""
     torch.manual_seed(1)
     theirs = nn.MultiheadAttention(16, 4, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():                       # as the checks do: biases that count
+        theirs.in_proj_bias.normal_(0.0, 0.5)
+        theirs.out_proj.bias.normal_(0.0, 0.5)
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     mem = torch.randn(2, 5, 16, dtype=torch.float64)
     p = check._params(theirs)
@@ -246,17 +284,18 @@ def test_split_numpy_only():
 @pytest.mark.parametrize("kwargs,hint", [
     (dict(dot=True), "np.dot"),
     (dict(scale="none"), "not scaled"),
-    (dict(scale="model"), "sqrt(d_model)"),
+    (dict(scale="model"), "divided by sqrt(d_model) instead"),
+    (dict(scale="dhead"), "divided by d_head instead"),
     (dict(axis=-2), "wrong axis"),
     (dict(merge="reshape"), "merge_heads reshaped"),
     (dict(transpose_w=True), "x @ w_q.T"),
+    (dict(transpose_wo=True), "x @ w_q.T"),
     (dict(out_proj=False), "output projection"),
 ])
 def test_numpy_mha_mistakes(kwargs, hint):
     fn = make_np_mha(**kwargs)
     fails_with(check.mha_numpy, fn, hint=hint)
-    if kwargs != dict(scale="model"):            # with d_model=4, 2 heads: sqrt(4)=2 vs sqrt(2): also caught
-        fails_with(check.mha_numpy_example, fn, hint=hint)
+    fails_with(check.mha_numpy_example, fn, hint=hint)
 
 
 def test_numpy_mha_blames_a_wrong_split():
@@ -274,32 +313,89 @@ def test_numpy_mha_blames_a_wrong_split():
 
 # ================================================================ 3. the module ===
 
-@pytest.mark.parametrize("attrs,hint", [
+MODULE_MISTAKES = [
     (dict(merge="reshape"), "merge_heads reshaped"),
+    (dict(split="view"), "without a transpose"),
+    (dict(split="view", merge="reshape"), "without a transpose"),
     (dict(scale="none"), "not scaled"),
-    (dict(scale="model"), "sqrt(d_model)"),
+    (dict(scale="model"), "divided by sqrt(d_model) instead"),
+    (dict(scale="dhead"), "divided by d_head instead"),
     (dict(axis=-2), "wrong axis"),
     (dict(kv_from_x=True), "memory"),
+    (dict(out_bias=False), "bias is missing"),
+    (dict(detach=True), "gradient"),
+    (dict(numpy_softmax=True), "stay in torch"),
+    (dict(weights_none=True), "need_weights=True"),
+    (dict(fused=True), "calls torch.nn.functional.scaled_dot_product_attention"),
+]
+MASK_MISTAKES = [
     (dict(mask_mode="ignored"), "mask was ignored"),
     (dict(mask_mode="inverted"), "wrong way round"),
     (dict(mask_mode="no_head_axis"), "head axis"),
+    (dict(mask_mode="after_softmax"), "BEFORE the softmax"),
     (dict(causal_mode="ignored"), "is_causal=True was ignored"),
     (dict(causal_mode="triu"), "wrong triangle"),
-    (dict(detach=True), "gradient"),
-    (dict(weights_none=True), "need_weights=True"),
-    (dict(fused=True), "calls torch.nn.functional.scaled_dot_product_attention"),
-])
+]
+
+
+@pytest.mark.parametrize("attrs,hint", MODULE_MISTAKES)
 def test_module_mistakes(attrs, hint):
     fails_with(check.multi_head_attention, variant(**attrs), hint=hint)
+    fails_with(check.multi_head_attention_example, variant(**attrs), hint=hint) if attrs not in (
+        dict(detach=True), dict(numpy_softmax=True)) else None      # gradients and float32: hidden cases only
 
 
-@pytest.mark.parametrize("attrs,hint", [
-    (dict(merge="reshape"), "merge_heads reshaped"),
-    (dict(scale="none"), "not scaled"),
-    (dict(kv_from_x=True), "memory"),
+@pytest.mark.parametrize("attrs,hint", MASK_MISTAKES)
+def test_mask_mistakes(attrs, hint):
+    """Each mask mistake loses the masks cell, in the hidden check and already in the visible example,
+    and only that cell: the unmasked cases still pass."""
+    fails_with(check.multi_head_attention_masks, variant(**attrs), hint=hint)
+    fails_with(check.multi_head_attention_masks_example, variant(**attrs), hint=hint)
+    check.multi_head_attention(variant(**attrs))
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(softmax32=True),                     # one float32 step inside a float64 computation (S2)
+    dict(mask_mode="after_softmax_renorm"),   # zeroed after the softmax and renormalised: the same weights
 ])
-def test_module_mistakes_in_the_visible_example(attrs, hint):
-    fails_with(check.multi_head_attention_example, variant(**attrs), hint=hint)
+def test_module_valid_variants_pass(attrs):
+    check.multi_head_attention_example(variant(**attrs))
+    check.multi_head_attention(variant(**attrs))
+    check.multi_head_attention_masks(variant(**attrs))
+
+
+def test_numpy_mha_with_a_float32_step_passes():
+    base = make_np_mha()
+    check.mha_numpy(lambda x, *ws: base(x.astype(np.float32), *ws))
+    check.mha_numpy_example(lambda x, *ws: base(x.astype(np.float32), *ws))
+
+
+def test_numpy_mha_naive_softmax_overflows():
+    def naive(x, axis=-1):
+        e = np.exp(x)
+        return e / e.sum(axis=axis, keepdims=True)
+    fails_with(check.mha_numpy, make_np_mha(softmax=naive), hint="subtracts each row's maximum")
+
+
+def test_numpy_mha_np_dot_projections_are_fine():
+    def fn(x, w_q, w_k, w_v, w_o, n_heads):
+        q, k, v = (split_heads(np.dot(x, w), n_heads) for w in (w_q, w_k, w_v))
+        w = np_softmax(q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1]))
+        return np.dot(merge_heads(w @ v), w_o), w
+    check.mha_numpy_example(fn)
+    check.mha_numpy(fn)
+
+
+def test_numpy_mha_np_dot_is_not_blamed_for_other_errors():
+    def fn(x, w_q, w_k, w_v, w_o, n_heads):
+        B, T, d = x.shape
+        q = np.dot(x, w_q).reshape(B, T, n_heads, d // n_heads).transpose(1, 2)      # np.dot in fn's own code
+        k = np.dot(x, w_k).reshape(B, T, n_heads, d // n_heads).transpose(1, 2)
+        v = np.dot(x, w_v).reshape(B, T, n_heads, d // n_heads).transpose(1, 2)
+        w = np_softmax(q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1]))
+        return merge_heads(w @ v) @ w_o, w
+    message = fails_with(check.mha_numpy_example, fn, hint="numpy's x.transpose")
+    assert "np.dot on arrays" not in message
 
 
 def test_module_values_from_x_in_cross_attention():
@@ -354,6 +450,22 @@ def test_module_blames_a_wrong_merge():
     assert "merge_heads reshaped" in message
 
 
+def test_blame_quotes_only_the_gist():
+    """The blame quotes the first line and the hint of each failure, not their array dumps."""
+    namespace = {"np": np, "merge_heads": merge_heads}
+    exec("def split_heads(x, n_heads):\n"
+         "    B, T, d = x.shape\n"
+         "    return x.reshape(B, n_heads, T, d // n_heads)\n"
+         "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
+         "    return merge_heads(split_heads(x, n_heads)), None\n", namespace)
+    seen = CheckFailed("the output does not match.\nyours =\n[[1.0, 2.0]]\nexpected =\n[[3.0, 4.0]]\nHint: look")
+    with pytest.raises(CheckFailed) as info:
+        check._blame_heads(namespace["multi_head_attention_np"], seen)
+    message = str(info.value)
+    assert "exercise 1" in message and "without a transpose" in message and "Hint: look" in message
+    assert "[[" not in message and len(message) < 1500, message
+
+
 def test_module_with_renamed_layers():
     class Renamed(nn.Module):
         def __init__(self, d_model, n_heads, *, bias=True):
@@ -373,7 +485,10 @@ def test_module_with_renamed_layers():
     (lambda d, h, bias=True: 4 * d * d, "biases"),
     (lambda d, h, bias=True: 4 * d * d + 3 * d if bias else 4 * d * d, "biases"),
     (lambda d, h, bias=True: 3 * d * d + (3 * d if bias else 0), "four d_model x d_model"),
-    (lambda d, h, bias=True: sum(p.numel() for p in nn.MultiheadAttention(d, h, bias=bias).parameters()), "calls"),
+    (lambda d, h, bias=True: sum(p.numel() for p in nn.MultiheadAttention(d, h, bias=bias).parameters()),
+     "without building"),
+    (lambda d, h, bias=True: 4 * sum(p.numel() for p in nn.Linear(d, d, bias=bias).parameters()), "without building"),
+    (lambda d, h, bias=True: sum(p.numel() for p in MHA(d, h, bias=bias).parameters()), "without building"),
     (lambda d, h, bias=True: str(4 * d * d), "whole number"),
 ])
 def test_param_count_mistakes(fn, hint):
@@ -383,3 +498,16 @@ def test_param_count_mistakes(fn, hint):
 def test_param_count_example_catches_scaling_with_heads():
     fails_with(check.param_count_example, lambda d, h, bias=True: 4 * d * d * h + 4 * d,
                hint="grows with the number of heads")
+
+
+def test_param_count_builds_nothing_real_at_gpt3_width():
+    """The GPT-3 case runs on the meta device: a module built anyway allocates no memory."""
+    devices = []
+
+    def builds(d, h, bias=True):
+        layer = nn.Linear(d, d, bias=bias)
+        devices.append(layer.weight.device.type)
+        return 4 * d * d + (4 * d if bias else 0)
+    with pytest.raises(CheckFailed):
+        check._check_count(builds, 12288, 96, True, 4 * 12288 ** 2 + 4 * 12288, meta=True)
+    assert devices == ["meta"]

@@ -30,6 +30,7 @@ WRONG_03 = {
         "    out = np.dot(weights, v)\n"
         "    return np.swapaxes(out, 1, 2).reshape(B, T, d) @ w_o, weights\n"),
     # 1/sqrt(d_model) instead of 1/sqrt(d_head), and cross-attention keys/values projected from x
+    # (graded by two cells: without masks, and with masks)
     "multi_head_attention": (
         "class MultiHeadAttention(nn.Module):\n"
         "    def __init__(self, d_model, n_heads, *, bias=True, dropout=0.0):\n"
@@ -63,6 +64,8 @@ def test_multi_head_mistakes_lose_their_points_with_hints(tmp_path):
         "split_heads_test": "merge_heads reshaped",
         "mha_numpy_test": "np.dot",
         "multi_head_attention_test": "sqrt(d_model)",   # the first mistake the check meets
+        # the masks cell starts with cross-attention, where keys from x cannot meet a (B, 1, T_k) mask
+        "multi_head_attention_masks_test": "come from `memory`",
         "param_count_test": "number of heads",
     }
     for grade_id, word in expected_words.items():

@@ -27,7 +27,7 @@
 #   (queries from one sequence, keys and values from another, of a different length), with
 #   padding and causal masks, that matches `torch.nn.MultiheadAttention` number for number;
 # - count its parameters, and see that the number of heads does not change the count;
-# - watch heads specialise on a task that needs two lookups, which one head cannot do.
+# - watch heads specialise on a task that needs two lookups, which one head finds hard.
 #
 # **Prerequisites:** `02_attention` (scaled dot-product attention, the stable softmax, masks
 # with `True` = may attend); PyTorch `nn.Module`, `nn.Linear` and a training loop.
@@ -80,7 +80,9 @@ def softmax(x, axis=-1):
 # needs the token one step back *and* the token three steps back, a single attention can
 # put half its weight on each and return $\tfrac12 v_{t-1} + \tfrac12 v_{t-3}$. Averaging is
 # symmetric: from the blend you cannot tell which token was where (swap the two and the
-# average is the same). Section 6 trains a model on exactly this task, and a single head fails.
+# average is the same). The weights need not be exactly one half each, but one softmax always gives
+# **one** blended vector, from which a linear read-out cannot reliably pull both tokens apart.
+# Section 6 trains a model on exactly this task: a single head gets stuck far above two heads.
 #
 # Multi-head attention gives each position $h$ independent lookups. Head $i$ has its own
 # projections $W_Q^{(i)}, W_K^{(i)}, W_V^{(i)}$ into a space of width $d_\text{head} = d_\text{model}/h$,
@@ -271,7 +273,7 @@ check.mha_numpy(multi_head_attention_np)
 #
 # **Masks** keep notebook 02's convention: boolean, `True` = *may attend*, broadcastable to the
 # scores $(B, h, T_q, T_k)$:
-# - a causal mask $(T_q, T_k)$ or $(B, 1, 1, T_k)$ padding masks broadcast as they are;
+# - 2-D masks $(T_q, T_k)$ and 4-D masks such as $(B, 1, 1, T_k)$ broadcast as they are;
 # - a 3-D mask, such as notebook 02's padding mask $(B, 1, T_k)$, first needs a head axis,
 #   `mask[:, None]` $\to (B, 1, 1, T_k)$; without it broadcasting lines up the **batch** axis with the
 #   **head** axis;
@@ -286,18 +288,20 @@ check.mha_numpy(multi_head_attention_np)
 # > the two up is a silent bug: the model attends only to padding.
 
 # %% [markdown]
-# ### Exercise 3: `MultiHeadAttention.forward` (6 points)
+# ### Exercise 3: `MultiHeadAttention.forward` (6 points: 3 without masks, 3 with masks)
 #
 # `__init__` is given: keep its attribute names (`q_proj`, `k_proj`, `v_proj`, `out_proj`), which
 # the check and the later notebooks rely on. Write `forward`. Compute the attention yourself, as in
 # notebook 02 (`torch.softmax` is fine): calling `F.scaled_dot_product_attention`,
 # `nn.MultiheadAttention` or the package's `MultiHeadAttention`/`attention` fails the check,
 # because the point is to write the maths. Use your `split_heads` and `merge_heads`. Apply dropout
-# to the weights only in training (`F.dropout(weights, self.dropout, self.training)`); the check runs
-# in eval mode. The hidden test copies the weights of a random `torch.nn.MultiheadAttention(d_model,
-# n_heads, batch_first=True)` into yours and compares outputs and per-head weights for self- and
-# cross-attention with different lengths, padding and causal masks, one head, no biases, float32
-# and float64, and checks that gradients reach every projection.
+# to the weights only in training (`F.dropout(weights, self.dropout, self.training)`); the checks run
+# in eval mode, so dropout is not graded, but notebook 05 trains with it. The hidden tests copy the
+# weights of a random `torch.nn.MultiheadAttention(d_model, n_heads, batch_first=True)` into yours and
+# compare outputs and per-head weights. Two test cells grade it: the first (3 points) without masks,
+# for self- and cross-attention with different lengths, one head, no biases, float32 and float64, and
+# checks that gradients reach every projection; the second (3 points) with padding masks (3-D and
+# 4-D), `is_causal=True`, both together, and a $(T_q, T_k)$ mask shared by the batch.
 
 # %% nbgrader={"grade": false, "grade_id": "multi_head_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class MultiHeadAttention(nn.Module):
@@ -341,12 +345,20 @@ class MultiHeadAttention(nn.Module):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "multi_head_attention_test", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "multi_head_attention_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 from transformer_course.grading import heads as check
 
 check.multi_head_attention_example(MultiHeadAttention)
 ### BEGIN HIDDEN TESTS
 check.multi_head_attention(MultiHeadAttention)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "multi_head_attention_masks_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import heads as check
+
+check.multi_head_attention_masks_example(MultiHeadAttention)
+### BEGIN HIDDEN TESTS
+check.multi_head_attention_masks(MultiHeadAttention)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -496,10 +508,14 @@ offset_runs = {h: train_offset(h) for h in (2, 1)}
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for h, (_, losses, _, _) in offset_runs.items():
     ax.plot(losses, label=f"{h} head{'s' if h > 1 else ''} of width {32 // h}")
+ax.axhline(math.log(N_DIGITS), color="grey", ls="--", lw=1,
+           label=f"ln {N_DIGITS}: one answer right, the other a guess among {N_DIGITS}")
+ax.axhline(2 * math.log(2), color="grey", ls=":", lw=1,
+           label="2 ln 2: both digits known, which is which a coin flip")
 ax.set_xlabel("training step")
 ax.set_ylabel("summed cross-entropy (nats)")
-ax.set_title("Two heads solve the two-lookup task; one head cannot")
-ax.legend()
+ax.set_title("Two heads solve the two-lookup task; one head plateaus")
+ax.legend(fontsize=8)
 plt.show()
 
 # %%
@@ -517,10 +533,14 @@ for h, (model, _, _, _) in offset_runs.items():
 # %% [markdown]
 # With two heads, one head puts nearly all its weight one step back and the other three steps
 # back: the bright diagonals below sit one and three cells left of the dotted line (the query's
-# own position). Rows 0 to 2 have no valid target and were not trained. Each lookup is clean, and the read-outs can tell the two answers apart
-# because they arrive through different heads (different columns before `out_proj`). The single
-# head splits its weight between the two offsets and blends them; it recovers at most one of the
-# answers reliably.
+# own position). Rows 0 to 2 have no valid target and were not trained. Each lookup is clean, and
+# the read-outs can tell the two answers apart because they arrive through different heads
+# (different columns before `out_proj`). The single head splits its weight between the two offsets,
+# not exactly half each, and returns one blend of the two tokens; after 400 steps it reads one answer
+# well and the other poorly. Its loss first sits near $\ln 8$ (one answer learned, the other a guess)
+# and then falls slowly: uneven weights make the blend slightly lopsided, which a read-out can
+# exploit with much training (in our runs the single head's loss was still about 0.4 after 1200
+# steps). Two heads need under 100.
 
 # %%
 model_2, _, snapshots_2, probe_tokens = offset_runs[2]
@@ -545,7 +565,7 @@ draw_heads(snapshots_2[-1][1], "Trained 2-head model: where each head looks (dot
 # Drag the slider through training and switch between the models. At step 0 every head spreads
 # its weight over the whole past (a causal smear). Watch when the two heads of the 2-head model
 # lock onto different offsets, and compare with the loss curve above; the 1-head model ends with
-# two half-bright diagonals instead of one bright one.
+# two dimmer diagonals, its weight split between the offsets, instead of one bright one.
 
 # %%
 def show_heads(step, n_heads):
@@ -563,17 +583,18 @@ display(widgets.VBox([widgets.HBox([step_slider, heads_toggle]),
 # ### Written question (2 points, graded by hand)
 #
 # The 1-head and 2-head models above have the same number of parameters and cost about the same
-# to run. (a) Explain why the single head of width 32 cannot report both $x_{t-1}$ and $x_{t-3}$,
-# however long it trains. (b) In general, what do several heads of width $d_\text{model}/h$ buy
+# to run. (a) Explain why the single head of width 32 finds it much harder than two heads to report
+# both $x_{t-1}$ and $x_{t-3}$ (its loss plateaus while the 2-head model's drops to 0). (b) In general, what do several heads of width $d_\text{model}/h$ buy
 # over one head of width $d_\text{model}$ at equal parameter cost, and what does each head give up?
 # Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "why_heads_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # (a) One head produces one softmax per query, so its output is one weighted average of value
-# vectors. To fetch two tokens it must split its weight, about half on $t-1$ and half on $t-3$, and
-# the average $\tfrac12(v_a + v_b)$ is symmetric in the two tokens: it says which digits are there
-# but not which one is at which offset (the value's position part is the same for every query
-# position's pattern). So at most one answer can be decoded reliably.
+# vectors. To fetch two tokens it must split its weight between $t-1$ and $t-3$, and with equal
+# weights the average $\tfrac12(v_a + v_b)$ is symmetric in the two tokens: it says which digits are
+# there but not which one is at which offset (the positions' contribution to the values is the same
+# for every query). Uneven weights make the blend only slightly lopsided, so a linear read-out has a
+# hard, noisy job telling the two tokens apart: one answer is learned quickly, the other slowly.
 # (b) $h$ heads make $h$ independent lookups per position, each with its own attention pattern,
 # and their results land in separate slices before the output projection, so they do not blur into
 # one average; heads can specialise (previous token, syntax, a matching bracket). The price is

@@ -16,6 +16,7 @@ that delegates to them fails.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Callable
 
@@ -42,13 +43,15 @@ __all__ = [
     "split_heads_example", "split_heads",
     "mha_numpy_example", "mha_numpy",
     "multi_head_attention_example", "multi_head_attention",
+    "multi_head_attention_masks_example", "multi_head_attention_masks",
     "param_count_example", "param_count",
 ]
 
 # ------------------------------------------------------------------ hints ---
 
 HINT_SPLIT_NO_TRANSPOSE = (
-    "split_heads reshaped straight to (B, h, T, d_head) without a transpose: a reshape keeps the "
+    "the head split (split_heads, or a reshape/view in forward) reshaped straight to (B, h, T, d_head) "
+    "without a transpose: a reshape keeps the "
     "numbers in memory order, so 'head 0' then holds the first T*d_head numbers of the sequence, "
     "features of several POSITIONS mixed together, not the first d_head features of every position. "
     "Reshape to (B, T, h, d_head) first (each position's d_model features cut into h chunks), then "
@@ -87,6 +90,11 @@ HINT_SCALE_DMODEL = (
     "over its own d_head = d_model / h features, so its variance is d_head, and sqrt(d_head) is what "
     "to divide by (torch's nn.MultiheadAttention and Vaswani et al. 2017 do this)."
 )
+HINT_SCALE_DMODEL_OR_DHEAD = (
+    "the scores were divided by sqrt(d_model) or by d_head (the two are equal when d_model = n_heads^2, as "
+    "here) instead of sqrt(d_head): each head's dot product sums over its own d_head = d_model / h features, "
+    "so its variance is d_head and its standard deviation sqrt(d_head)."
+)
 HINT_SCALE_DHEAD_FULL = (
     "the scores were divided by d_head instead of sqrt(d_head): the standard deviation of a "
     "d_head-term dot product is sqrt(d_head)."
@@ -103,6 +111,11 @@ HINT_KV_FROM_X = (
 HINT_MASK_IGNORED = (
     "masked keys still get weight: the mask was ignored. Set the scores where the mask is False to "
     "-inf before the softmax (scores.masked_fill(~mask, float('-inf')))."
+)
+HINT_MASK_AFTER_SOFTMAX = (
+    "the masked keys get exactly 0 weight, but the rows no longer sum to 1: the mask was applied after the "
+    "softmax (weights * mask). Mask the scores with -inf BEFORE the softmax "
+    "(scores.masked_fill(~mask, float('-inf'))), so the remaining weights are renormalised."
 )
 HINT_MASK_INVERTED = (
     "the mask is applied the wrong way round: in this course True means 'may attend' (torch's "
@@ -125,6 +138,19 @@ HINT_MASK_HEAD_AXIS = (
 HINT_NO_OUT_PROJ = (
     "the weights are right but the output is not: after merging the heads, apply the output "
     "projection (out_proj / w_o), which mixes what the heads found."
+)
+HINT_OUT_PROJ_BIAS = (
+    "the output is off by a constant vector: the output projection's bias is missing. Call the layer, "
+    "self.out_proj(merged), which computes merged @ W^T + b, instead of multiplying by its weight alone."
+)
+HINT_DTYPE = (
+    "keep the inputs' dtype and stay in torch: no numpy round trip (numpy computes in float64 and gradients "
+    "cannot flow through numpy) and no hard-coded dtype; torch.softmax, masked_fill and @ keep the dtype."
+)
+HINT_SOFTMAX_OVERFLOW = (
+    "with large scores (here up to about 1e3) your weights contain NaN: np.exp overflows to inf and inf / inf "
+    "is NaN. Use the stable softmax defined at the top of the notebook, which subtracts each row's maximum "
+    "before np.exp (notebook 02)."
 )
 HINT_OUTPUT = (
     "the weights are right but the output is not: per head, output = weights @ v (B, h, T_q, d_head); "
@@ -152,6 +178,10 @@ HINT_PARAMS_BIAS = (
     "the biases are counted wrong: each of the four projections (q, k, v, out) has d_model biases "
     "when bias=True, and none when bias=False."
 )
+HINT_PARAMS_BUILD = (
+    "count from the formula, without building anything: a module allocates its weights, and at GPT-3's width "
+    "(d_model = 12288, one of the hidden cases) the four matrices alone take about 2.4 GB."
+)
 HINT_PARAMS = (
     "count the four d_model x d_model projection matrices (q, k, v, out) and, with bias=True, "
     "their four bias vectors of length d_model."
@@ -167,11 +197,16 @@ _FORBID_ATTENTION = [
     (F.multi_head_attention_forward, "torch.nn.functional.multi_head_attention_forward"),
     *_FUSED,
 ]
+_BUILDING = "(building a module to count its parameters)"
 _FORBID_COUNT = [(ref.mha_param_count, "transformer_course.attention.mha_param_count"),
-                 (nn.MultiheadAttention.__init__, "torch.nn.MultiheadAttention (building one to count)"),
-                 (ref.MultiHeadAttention.__init__, "transformer_course.attention.MultiHeadAttention")]
+                 (nn.MultiheadAttention.__init__, f"torch.nn.MultiheadAttention {_BUILDING}"),
+                 (ref.MultiHeadAttention.__init__, "transformer_course.attention.MultiHeadAttention"),
+                 (nn.Linear.__init__, f"torch.nn.Linear {_BUILDING}"),
+                 # every module, the learner's own MultiHeadAttention included, runs nn.Module.__init__
+                 (nn.Module.__init__, f"torch.nn.Module.__init__ {_BUILDING}")]
 
-TOL64 = dict(atol=1e-8, rtol=1e-6)      # float64 throughout: mistakes are 1e-2 or more off
+# float64: mistakes are 1e-2 or more off; one float32 step inside (softmax(scores.float())) is ~1e-7
+TOL64 = dict(atol=1e-6, rtol=1e-5)
 TOL32 = dict(atol=2e-5, rtol=1e-4)
 
 
@@ -190,8 +225,15 @@ def _blame_heads(fn: Any, exc: CheckFailed) -> None:
     try:
         _split_merge_cases(split_fn, merge_fn, rng(), quick=True)
     except CheckFailed as heads_exc:
-        raise CheckFailed(f"{HINT_HEADS_FIRST}\n\nWhat exercise 1's check says: {heads_exc}\n\n"
-                          f"What this check saw: {exc}") from None
+        raise CheckFailed(f"{HINT_HEADS_FIRST}\n\nWhat exercise 1's check says: {_gist(heads_exc)}\n\n"
+                          f"What this check saw: {_gist(exc)}") from None
+
+
+def _gist(exc: Exception) -> str:
+    """The first line of a failure and its hint, without the arrays in between."""
+    lines = str(exc).split("\n")
+    hint = next((line for line in lines[1:] if line.startswith("Hint: ")), None)
+    return lines[0] if hint is None else f"{lines[0]}\n{hint}"
 
 
 # ------------------------------------------------- 1. split and merge heads ---
@@ -323,21 +365,29 @@ def _full_mask(mask, causal: bool, B: int, h: int, n_q: int, n_k: int) -> torch.
 
 
 def _variant(p: dict, x: torch.Tensor, memory: torch.Tensor | None, h: int, mask=None, causal: bool = False, *,
-             scale: str = "head", merge: str = "transpose", axis: int = -1, kv_from_x: bool = False,
-             mask_mode: str = "ok", out_proj: bool = True) -> tuple[np.ndarray, np.ndarray]:
+             scale: str = "head", split: str = "transpose", merge: str = "transpose", axis: int = -1,
+             kv_from_x: bool = False, mask_mode: str = "ok", out_proj: bool | str = True,
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Multi-head attention (float64, weights from ``p``) with one deliberate mistake; numpy out."""
     with torch.no_grad():
         src = x if (memory is None or kv_from_x) else memory
         q, k, v = F.linear(x, p["wq"], p["bq"]), F.linear(src, p["wk"], p["bk"]), F.linear(src, p["wv"], p["bv"])
         B, n_q, d = q.shape
         n_k, dh = k.shape[1], d // h
-        q, k, v = (t.reshape(B, -1, h, dh).transpose(1, 2) for t in (q, k, v))
+        if split == "transpose":
+            q, k, v = (t.reshape(B, -1, h, dh).transpose(1, 2) for t in (q, k, v))
+        else:                                                      # reshape/view straight to (B, h, T, dh)
+            q, k, v = (t.reshape(B, h, -1, dh) for t in (q, k, v))
         s = {"head": math.sqrt(dh), "none": 1.0, "model": math.sqrt(d), "dhead": float(dh)}[scale]
         scores = q @ k.transpose(-2, -1) / s
         if mask_mode == "ok":
             full = _full_mask(mask, causal, B, h, n_q, n_k)
-        elif mask_mode == "ignored":
+        elif mask_mode in ("ignored", "after_softmax"):
             full = None
+        elif mask_mode == "no_head_axis":                           # a 3-D mask without mask[:, None]
+            full = torch.as_tensor(mask, dtype=torch.bool).expand(B, h, n_q, n_k)   # raises unless it broadcasts
+            if causal:
+                full = full & _full_mask(None, True, B, h, n_q, n_k)
         elif mask_mode == "no_causal":
             full = _full_mask(mask, False, B, h, n_q, n_k)
         elif mask_mode == "only_causal":
@@ -361,43 +411,67 @@ def _variant(p: dict, x: torch.Tensor, memory: torch.Tensor | None, h: int, mask
         if full is not None:
             scores = scores.masked_fill(~full, -math.inf)
         w = torch.softmax(scores, dim=axis)
+        if mask_mode == "after_softmax":                           # zeroed afterwards, not renormalised
+            after = _full_mask(mask, causal, B, h, n_q, n_k)
+            w = w if after is None else w * after
         o = w @ v                                                  # (B, h, n_q, dh)
         o = o.transpose(1, 2).reshape(B, n_q, d) if merge == "transpose" else o.reshape(B, n_q, d)
         if out_proj:
-            o = F.linear(o, p["wo"], p["bo"])
+            o = F.linear(o, p["wo"], None if out_proj == "no_bias" else p["bo"])
         return o.numpy(), w.numpy()
 
 
 def _mistakes(p, x, memory, h, mask, causal) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(hint, wrong output, wrong weights) for each known mistake that applies to this case."""
     out = []
-    cases = [(HINT_NO_SCALE, dict(scale="none")), (HINT_SCALE_DMODEL, dict(scale="model")),
-             (HINT_SCALE_DHEAD_FULL, dict(scale="dhead")), (HINT_AXIS, dict(axis=-2)),
+    d = x.shape[-1]
+    coincide = h > 1 and d == h * h            # then sqrt(d_model) == d_head: one hint names both
+    cases = [(HINT_NO_SCALE, dict(scale="none")),
+             (HINT_SCALE_DMODEL_OR_DHEAD if coincide else HINT_SCALE_DMODEL, dict(scale="model")),
+             (HINT_SCALE_DMODEL_OR_DHEAD if coincide else HINT_SCALE_DHEAD_FULL, dict(scale="dhead")),
+             (HINT_AXIS, dict(axis=-2)),
+             (HINT_SPLIT_NO_TRANSPOSE, dict(split="reshape")),
+             (HINT_SPLIT_NO_TRANSPOSE, dict(split="reshape", merge="reshape")),
              (HINT_MERGE_NO_TRANSPOSE, dict(merge="reshape")), (HINT_NO_OUT_PROJ, dict(out_proj=False))]
+    if p.get("bo") is not None:
+        cases.append((HINT_OUT_PROJ_BIAS, dict(out_proj="no_bias")))
     if memory is not None and memory.shape == x.shape:
         cases.append((HINT_KV_FROM_X, dict(kv_from_x=True)))
     if mask is not None:
-        cases += [(HINT_MASK_IGNORED, dict(mask_mode="ignored")), (HINT_MASK_INVERTED, dict(mask_mode="inverted"))]
+        cases += [(HINT_MASK_IGNORED, dict(mask_mode="ignored")), (HINT_MASK_INVERTED, dict(mask_mode="inverted")),
+                  (HINT_MASK_AFTER_SOFTMAX, dict(mask_mode="after_softmax"))]
         if causal:
             cases.append((HINT_MASK_IGNORED, dict(mask_mode="only_causal")))
     if causal:
+        if mask is None:
+            cases.append((HINT_MASK_AFTER_SOFTMAX, dict(mask_mode="after_softmax")))
         cases += [(HINT_CAUSAL_IGNORED, dict(mask_mode="no_causal")),
                   (HINT_CAUSAL_TRIANGLE, dict(mask_mode="causal_upper")),
                   (HINT_CAUSAL_TRIANGLE, dict(mask_mode="causal_strict"))]
+    if mask is not None and mask.dim() == 3:
+        cases.append((HINT_MASK_HEAD_AXIS, dict(mask_mode="no_head_axis")))
     for hint, kw in cases:
-        o, w = _variant(p, x, memory, h, mask, causal, **kw)
+        try:
+            o, w = _variant(p, x, memory, h, mask, causal, **kw)
+        except RuntimeError:                                       # this mistake cannot run on this case
+            continue
         out.append((hint, o, w))
     return out
 
 
 # ------------------------------------------------------ 2. numpy multi-head ---
 
+def _uses_dot(fn: Callable) -> bool:
+    return "dot" in getattr(getattr(fn, "__code__", None), "co_names", ())
+
+
 def _np_explain(fn: Callable) -> Callable[[Exception], str | None]:
-    uses_dot = "dot" in getattr(getattr(fn, "__code__", None), "co_names", ())
+    uses_dot = _uses_dot(fn)
 
     def explain(exc: Exception) -> str | None:
         text = str(exc)
-        if uses_dot:
+        # np.dot(x, w_q) (3-D by 2-D) is fine: blame np.dot only for an error about shapes
+        if uses_dot and any(word in text for word in ("shape", "aligned", "dimension", "broadcast", "unpack")):
             return HINT_NP_DOT
         if "axes don't match" in text:
             return HINT_NUMPY_TRANSPOSE
@@ -412,19 +486,20 @@ def _np_params(gen: np.random.Generator, d: int) -> tuple[np.ndarray, ...]:
     return tuple(gen.normal(scale=1.0 / math.sqrt(d), size=(d, d)) for _ in range(4))
 
 
-def _check_np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str) -> None:
+def _check_np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str,
+                   large: bool = False) -> None:
     try:
-        _np_case(fn, x, ws, h, label)
+        _np_case(fn, x, ws, h, label, large)
     except CheckFailed as exc:
         if "not implemented" not in str(exc) and " calls " not in str(exc):
             _blame_heads(fn, exc)
         raise
 
 
-def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str) -> None:
+def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str,
+             large: bool = False) -> None:
     B, T, d = x.shape
     what = f"multi_head_attention_np({label})"
-    uses_dot = "dot" in getattr(getattr(fn, "__code__", None), "co_names", ())
     with np.errstate(all="ignore"):
         result = call(fn, x.copy(), *(w.copy() for w in ws), h, what=what,
                       forbid=_FORBID_ATTENTION, explain=_np_explain(fn))
@@ -432,14 +507,15 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
         fail(f"{what} should return a pair (output, weights); got {type(result).__name__}.",
              "end with `return output, weights`.")
     out, weights = (as_numpy(r, what) for r in result)
-    if weights.ndim == 6 or out.ndim > 3:
+    if weights.ndim > 4 or out.ndim > 3:
         fail(f"{what}: the weights have shape {weights.shape} and the output {out.shape}.", HINT_NP_DOT)
     if weights.shape != (B, h, T, T):
         fail(f"the weight tensor of {what} has shape {weights.shape}, expected {(B, h, T, T)} = (B, h, T, T).",
-             HINT_NP_DOT if uses_dot else "split q and k into heads before the product: one (T, T) map per head.")
+             "split q and k into heads before the product: one (T, T) map per head.")
     if out.shape != (B, T, d):
-        fail(f"the output of {what} has shape {out.shape}, expected {(B, T, d)}.",
-             HINT_NP_DOT if uses_dot else HINT_OUTPUT)
+        fail(f"the output of {what} has shape {out.shape}, expected {(B, T, d)}.", HINT_OUTPUT)
+    if large and (np.isnan(weights).any() or np.isnan(out).any()):
+        fail(f"the weight tensor of {what} contains NaN.", HINT_SOFTMAX_OVERFLOW)
     w_q, w_k, w_v, w_o = ws
     theirs = nn.MultiheadAttention(d, h, bias=False, batch_first=True, dtype=torch.float64)
     with torch.no_grad():
@@ -452,10 +528,12 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
              bq=None, bk=None, bv=None, bo=None)
     mistakes = _mistakes(p, xt, None, h, None, False)
     pT = dict(p, wq=torch.tensor(w_q), wk=torch.tensor(w_k), wv=torch.tensor(w_v), wo=torch.tensor(w_o))
-    mistakes.append((HINT_LINEAR_CONVENTION, *_variant(pT, xt, None, h)))
+    mistakes.append((HINT_LINEAR_CONVENTION, *_variant(pT, xt, None, h)))                      # all four .T
+    mistakes.append((HINT_LINEAR_CONVENTION, *_variant(dict(p, wo=pT["wo"]), xt, None, h)))     # only w_o.T
+    mistakes.append((HINT_LINEAR_CONVENTION, *_variant(dict(pT, wo=p["wo"]), xt, None, h)))     # q, k, v .T
     if not matches(weights, exp_w, **TOL64):
         diagnose(weights, [(hint, w) for hint, _, w in mistakes], f"the weight tensor of {what}", **TOL64)
-        if not np.allclose(np.nansum(weights, axis=-1), 1.0, atol=1e-6):
+        if not np.allclose(np.nansum(weights, axis=-1), 1.0, atol=1e-5):
             fail(f"the rows of the weight tensor of {what} do not sum to 1 over the keys.", HINT_AXIS)
         expect_close(weights, exp_w, f"the weight tensor of {what}", **TOL64,
                      hint="per head: softmax(q k^T / sqrt(d_head)) with q = x @ w_q, k = x @ w_k, split into heads.")
@@ -464,16 +542,16 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
 
 
 def mha_numpy_example(fn: Callable) -> None:
-    """Visible check: B=1, T=3, d_model=4, two heads, fixed weights; torch's MHA is the oracle."""
+    """Visible check: B=1, T=3, d_model=8, two heads, fixed weights; torch's MHA is the oracle."""
     gen = rng(0)
-    x = gen.normal(size=(1, 3, 4))
-    ws = _np_params(gen, 4)
+    x = gen.normal(size=(1, 3, 8))
+    ws = _np_params(gen, 8)
     try:
-        _check_np_case(fn, x, ws, 2, "x of shape (1, 3, 4), n_heads=2")
+        _check_np_case(fn, x, ws, 2, "x of shape (1, 3, 8), n_heads=2")
     except CheckFailed as exc:
         if "not implemented yet" in str(exc) or str(exc).startswith(HINT_HEADS_FIRST):
             raise
-        theirs = nn.MultiheadAttention(4, 2, bias=False, batch_first=True, dtype=torch.float64)
+        theirs = nn.MultiheadAttention(8, 2, bias=False, batch_first=True, dtype=torch.float64)
         with torch.no_grad():
             theirs.in_proj_weight.copy_(torch.tensor(np.concatenate([w.T for w in ws[:3]])))
             theirs.out_proj.weight.copy_(torch.tensor(ws[3].T))
@@ -485,12 +563,17 @@ def mha_numpy_example(fn: Callable) -> None:
 
 
 def mha_numpy(fn: Callable) -> None:
-    """Hidden check: random sizes and weights, 1 head to d_model heads; torch's MHA is the oracle."""
+    """Hidden check: random sizes and weights, 1 head to d_model heads, and scores of order 1e3 (a
+    softmax without the max shift overflows); torch's MHA is the oracle.  No size has
+    d_model == n_heads**2, where sqrt(d_model) == d_head would make two wrong scales coincide."""
     gen = rng()
-    for B, T, d, h in ((2, 5, 12, 3), (3, 4, 8, 2), (2, 6, 8, 1), (1, 3, 6, 6), (2, 7, 16, 4)):
+    for B, T, d, h in ((2, 5, 12, 3), (3, 4, 8, 2), (2, 6, 8, 1), (1, 3, 6, 6), (2, 7, 24, 4)):
         B, T = B + int(gen.integers(0, 2)), T + int(gen.integers(0, 2))
         _check_np_case(fn, gen.normal(size=(B, T, d)), _np_params(gen, d), h,
                        f"x of shape {(B, T, d)}, n_heads={h}")
+    x = gen.normal(scale=40.0, size=(2, 5, 8))                     # scores up to a few thousand
+    _check_np_case(fn, x, _np_params(gen, 8), 2, "large inputs: x = 40 * normal of shape (2, 5, 8), n_heads=2",
+                   large=True)
     passed("multi_head_attention_np")
 
 
@@ -502,9 +585,13 @@ def _mha_explain(cross: bool = False, mask_dim: int | None = None) -> Callable[[
         text = str(exc)
         if "view size is not compatible" in text:
             return HINT_VIEW
+        if "scalar type" in text or "same dtype" in text or "numpy()" in text or "Numpy is not available" in text:
+            return HINT_DTYPE
         if "unexpected keyword argument" in text or "positional argument" in text:
             return ("forward's interface is forward(x, memory=None, *, mask=None, is_causal=False, "
                     "need_weights=False), like the package's MultiHeadAttention.")
+        if cross and "must match the size of tensor" in text and "dimension 3" in text:
+            return HINT_KV_FROM_X                  # the key axis: keys from x (T_q) against a (.., T_k) mask
         if mask_dim == 3 and ("must match the size of tensor" in text or "broadcast" in text
                               or "expanded size" in text):
             return HINT_MASK_HEAD_AXIS
@@ -622,7 +709,7 @@ def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind, causal, bias, label, dt
              "return the attention weights (B, h, T_q, T_k) when need_weights is true.")
     if out.dtype != dtype:
         fail(f"{what}: the output has dtype {out.dtype} for {dtype} inputs.",
-             "keep the inputs' dtype: no numpy round trip, no hard-coded dtype (math.sqrt gives a Python float).")
+             HINT_DTYPE)
     o_arr, w_arr = as_numpy(out, f"the output of {what}"), as_numpy(weights, f"the weight tensor of {what}")
     if w_arr.shape != (B, h, n_q, n_k):
         if cross and w_arr.shape == (B, h, n_q, n_q):
@@ -638,6 +725,14 @@ def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind, causal, bias, label, dt
         if np.isnan(w_arr).any():
             fail(f"the weight tensor of {what} contains NaN.",
                  "mask with scores.masked_fill(~mask, float('-inf')) before the softmax; never multiply by -inf.")
+        full = _full_mask(mask, causal, B, h, n_q, n_k)
+        if full is not None:
+            blocked = ~full.numpy()
+            sums = w_arr.sum(-1)
+            if blocked.any() and np.all(np.abs(w_arr[blocked]) < 1e-12) and np.all(sums <= 1 + 1e-6) \
+                    and np.any(sums < 1 - 1e-5):
+                fail(f"the rows of the weight tensor of {what} do not sum to 1 over the keys.",
+                     HINT_MASK_AFTER_SOFTMAX)
         if not np.allclose(w_arr.sum(-1), 1.0, atol=1e-5):
             fail(f"the rows of the weight tensor of {what} do not sum to 1 over the keys.", HINT_AXIS)
         expect_close(w_arr, exp_w, f"the weight tensor of {what}", **tol,
@@ -667,49 +762,78 @@ def _check_need_weights_false(cls, gen) -> None:
     expect_close(as_numpy(result[0]), exp_o.numpy(), f"the output of {what}", **TOL64, hint=HINT_OUTPUT)
 
 
-def multi_head_attention_example(cls) -> None:
-    """Visible check: self-attention (B=1, T=3) and cross-attention (T_q=2, T_k=4), d_model=4, 2 heads."""
+def _worked_example(cls, cases: list[dict], what: str) -> None:
     gen = rng(0)
     try:
-        _check_mha_case(cls, gen, B=1, d=4, h=2, n_q=3, n_k=None, label="self-attention")
-        _check_mha_case(cls, gen, B=1, d=4, h=2, n_q=2, n_k=4, label="cross-attention")
+        for case in cases:
+            _check_mha_case(cls, gen, **case)
     except CheckFailed as exc:
         if "not implemented" in str(exc) or str(exc).startswith(HINT_HEADS_FIRST):
             raise
-        raise CheckFailed(f"{exc}\n\nThe worked example copies the weights of a torch.nn.MultiheadAttention(4, 2, "
+        raise CheckFailed(f"{exc}\n\nThe worked example copies the weights of a torch.nn.MultiheadAttention(8, 2, "
                           "batch_first=True) into yours (transformer_course.attention.load_torch_mha) and "
                           "compares outputs and per-head weights (average_attn_weights=False).") from None
-    passed("MultiHeadAttention (worked example)")
+    passed(what)
 
+
+def multi_head_attention_example(cls) -> None:
+    """Visible check, no masks: self-attention (B=1, T=3) and cross-attention (T_q=2, T_k=4), d_model=8, 2 heads."""
+    _worked_example(cls, [dict(B=1, d=8, h=2, n_q=3, n_k=None, label="self-attention"),
+                          dict(B=1, d=8, h=2, n_q=2, n_k=4, label="cross-attention")],
+                    "MultiHeadAttention without masks (worked example)")
+
+
+def multi_head_attention_masks_example(cls) -> None:
+    """Visible check with masks, d_model=8, 2 heads: cross-attention (B=2, T_q=2, T_k=4) with the (B, 1, T_k)
+    padding mask of lengths [4, 2], and self-attention (T=4) with is_causal=True."""
+    _worked_example(cls, [dict(B=2, d=8, h=2, n_q=2, n_k=4, mask_kind="padding",
+                               label="cross-attention with a (B, 1, T_k) padding mask, key lengths [4, 2]"),
+                          dict(B=1, d=8, h=2, n_q=4, n_k=None, causal=True, label="self-attention, is_causal=True")],
+                    "MultiHeadAttention with masks (worked example)")
+
+
+# No hidden size has d_model == n_heads**2, where sqrt(d_model) == d_head would make two wrong scales coincide.
 
 def multi_head_attention(cls) -> None:
-    """Hidden check against torch.nn.MultiheadAttention: self and cross with different lengths,
-    padding masks (ours True = may attend, torch's key_padding_mask True = blocked), causal masks,
-    a shared (T_q, T_k) mask, no bias, one head, float32, and gradients."""
+    """Hidden check against torch.nn.MultiheadAttention, no masks: self and cross with different lengths,
+    no bias, one head, float32, gradients, and need_weights=False."""
     gen = rng()
     r = lambda lo, hi: int(gen.integers(lo, hi + 1))
     B = r(2, 3)
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(4, 7), n_k=None, label="self-attention")
+    _check_mha_case(cls, gen, B=B, d=24, h=4, n_q=r(4, 7), n_k=None, label="self-attention")
     _check_mha_case(cls, gen, B=B, d=12, h=3, n_q=r(2, 4), n_k=r(6, 9), label="cross-attention, T_q < T_k")
     _check_mha_case(cls, gen, B=B, d=12, h=3, n_q=r(6, 8), n_k=r(2, 4), label="cross-attention, T_q > T_k")
     n = r(4, 6)
     _check_mha_case(cls, gen, B=B, d=8, h=2, n_q=n, n_k=n, label="cross-attention, T_q == T_k")
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(3, 5), n_k=r(6, 8), mask_kind="padding",
+    _check_mha_case(cls, gen, B=B, d=8, h=1, n_q=r(3, 5), n_k=None, label="one head")
+    _check_mha_case(cls, gen, B=B, d=12, h=4, n_q=r(3, 5), n_k=r(4, 6), bias=False, label="bias=False")
+    _check_mha_case(cls, gen, B=B, d=16, h=2, n_q=r(3, 5), n_k=r(4, 6), label="float32", dtype=torch.float32)
+    _check_mha_case(cls, gen, B=B, d=8, h=2, n_q=r(3, 5), n_k=r(4, 6), label="gradients", grads=True)
+    _check_need_weights_false(cls, gen)
+    passed("MultiHeadAttention without masks")
+
+
+def multi_head_attention_masks(cls) -> None:
+    """Hidden check against torch.nn.MultiheadAttention with masks (ours True = may attend, torch's
+    key_padding_mask and boolean attn_mask True = blocked): (B, 1, T_k) and (B, 1, 1, T) padding masks,
+    is_causal alone and with a padding mask, a (T_q, T_k) mask shared by the batch, float32, gradients."""
+    gen = rng()
+    r = lambda lo, hi: int(gen.integers(lo, hi + 1))
+    B = r(2, 3)
+    _check_mha_case(cls, gen, B=B, d=24, h=4, n_q=r(3, 5), n_k=r(6, 8), mask_kind="padding",
                     label="cross-attention with a (B, 1, T_k) padding mask")
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(5, 7), n_k=None, mask_kind="padding4d",
+    _check_mha_case(cls, gen, B=B, d=16, h=2, n_q=r(5, 7), n_k=None, mask_kind="padding4d",
                     label="self-attention with a (B, 1, 1, T) padding mask")
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(5, 7), n_k=None, causal=True, label="is_causal=True")
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(5, 7), n_k=None, causal=True, mask_kind="padding",
+    _check_mha_case(cls, gen, B=B, d=24, h=4, n_q=r(5, 7), n_k=None, causal=True, label="is_causal=True")
+    _check_mha_case(cls, gen, B=B, d=12, h=3, n_q=r(5, 7), n_k=None, causal=True, mask_kind="padding",
                     label="is_causal=True and a padding mask")
     _check_mha_case(cls, gen, B=B, d=8, h=2, n_q=r(3, 5), n_k=r(5, 7), mask_kind="random2d",
                     label="a (T_q, T_k) mask shared by the batch")
-    _check_mha_case(cls, gen, B=B, d=8, h=1, n_q=r(3, 5), n_k=None, label="one head")
-    _check_mha_case(cls, gen, B=B, d=12, h=4, n_q=r(3, 5), n_k=r(4, 6), bias=False, label="bias=False")
-    _check_mha_case(cls, gen, B=B, d=16, h=4, n_q=r(3, 5), n_k=r(4, 6), label="float32", dtype=torch.float32)
-    _check_mha_case(cls, gen, B=B, d=8, h=2, n_q=r(3, 5), n_k=r(4, 6), mask_kind="padding", label="gradients",
-                    grads=True)
-    _check_need_weights_false(cls, gen)
-    passed("MultiHeadAttention")
+    _check_mha_case(cls, gen, B=B, d=16, h=2, n_q=r(3, 5), n_k=r(4, 6), mask_kind="padding",
+                    label="float32 with a padding mask", dtype=torch.float32)
+    _check_mha_case(cls, gen, B=B, d=8, h=2, n_q=r(3, 5), n_k=r(4, 6), mask_kind="padding",
+                    label="gradients with a padding mask", grads=True)
+    passed("MultiHeadAttention with masks")
 
 
 # ---------------------------------------------------------- 4. parameter count ---
@@ -718,9 +842,16 @@ def _torch_count(d: int, h: int, bias: bool) -> int:
     return sum(p.numel() for p in nn.MultiheadAttention(d, h, bias=bias).parameters())
 
 
-def _check_count(fn: Callable, d: int, h: int, bias: bool, expected: int) -> None:
+def _check_count(fn: Callable, d: int, h: int, bias: bool, expected: int, meta: bool = False) -> None:
     what = f"mha_param_count(d_model={d}, n_heads={h}, bias={bias})"
-    result = call(fn, d, h, bias=bias, what=what, forbid=_FORBID_COUNT)
+    try:
+        # meta: a module built anyway (it fails below) allocates nothing, so GPT-3's width cannot exhaust memory
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            result = call(fn, d, h, bias=bias, what=what, forbid=_FORBID_COUNT)
+    except CheckFailed as exc:
+        if _BUILDING in str(exc).split("\n")[0]:
+            fail(f"{what} builds a torch module to count its parameters.", HINT_PARAMS_BUILD)
+        raise
     if isinstance(result, bool) or not isinstance(result, (int, np.integer)) and not (
             isinstance(result, float) and result.is_integer()):
         fail(f"{what} returned {result!r} ({type(result).__name__}); a parameter count is a whole number.",
@@ -757,5 +888,5 @@ def param_count(fn: Callable) -> None:
     for h in (1, 2, 4, 8, 16):
         _check_count(fn, 64, h, True, _torch_count(64, h, True))
     d = 12288                                                     # GPT-3 175B: 96 heads of 128
-    _check_count(fn, d, 96, True, 4 * d * d + 4 * d)
+    _check_count(fn, d, 96, True, 4 * d * d + 4 * d, meta=True)
     passed("mha_param_count")
