@@ -171,9 +171,10 @@ def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any
 
 
 def _forbidden(name: str, hits: list[str]) -> None:
-    fail(f"{name} calls {hits[0]}, a reference implementation of the answer being tested.",
-         "Write the computation yourself with numpy/torch operations; the package's version is "
-         "there to read, and the check compares yours with it, so calling it would test nothing.")
+    fail(f"{name} calls {hits[0]}, which computes the very thing this exercise asks you to write.",
+         "Write the computation yourself with numpy/torch operations. The check compares your answer with a "
+         "reference implementation, so an answer that calls one would test nothing (the package's versions are "
+         "there to read after you have tried).")
 
 
 def expect_shape(actual: Any, shape: tuple[int, ...], what: str = "the result", hint: str | None = None) -> np.ndarray:
