@@ -363,7 +363,7 @@ def test_torch_attention_mistakes(kind, hint, in_example):
     (lambda n: np.tril(np.ones((n, n), dtype=bool), k=-1), "diagonal is excluded"),
     (lambda n: np.triu(np.ones((n, n), dtype=bool), k=1), "marks the blocked positions"),
     (lambda n: np.tril(np.ones((n, n))), "dtype bool"),
-    (lambda n: ref.causal_mask(n), "the answer being tested"),
+    (lambda n: ref.causal_mask(n), "the very thing this exercise asks you to write"),
 ])
 def test_causal_mask_mistakes(wrong, hint):
     fails_with(check.causal_mask_example, wrong, hint=hint)
