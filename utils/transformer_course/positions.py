@@ -120,8 +120,8 @@ def rope_cos_sin(n_positions: int | torch.Tensor, d_head: int, base: float = ROP
     feature ``i`` and feature ``i + d/2`` share an angle: the layout of
     transformers' ``LlamaRotaryEmbedding``.
     """
-    positions = (torch.arange(n_positions, dtype=torch.float64) if isinstance(n_positions, int)
-                 else n_positions.to(torch.float64))
+    positions = (n_positions.to(torch.float64) if isinstance(n_positions, torch.Tensor)
+                 else torch.arange(int(n_positions), dtype=torch.float64))
     angles = torch.outer(positions, rope_inverse_frequencies(d_head, base))   # (T, d/2), float64
     angles = torch.cat([angles, angles], dim=-1)                             # (T, d)
     return angles.cos().to(dtype), angles.sin().to(dtype)
@@ -148,9 +148,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def apply_rope_interleaved(x: torch.Tensor, positions: torch.Tensor | int, base: float = ROPE_BASE) -> torch.Tensor:
-    """RoPE as the RoFormer paper writes it: neighbouring pairs ``(x_{2i}, x_{2i+1})`` turn by ``p theta_i``."""
+    """RoPE as the RoFormer paper writes it: neighbouring pairs ``(x_{2i}, x_{2i+1})`` turn by ``p theta_i``.
+
+    ``positions``: a tensor of ``T`` positions, or the count ``T`` for positions ``0 .. T-1``
+    (as in :func:`rope_cos_sin`).
+    """
     T, d = x.shape[-2], x.shape[-1]
-    positions = torch.arange(T) if isinstance(positions, int) else positions
+    if not isinstance(positions, torch.Tensor):
+        if int(positions) != T:
+            raise ValueError(f"{int(positions)} positions for a sequence of length {T}")
+        positions = torch.arange(T)
     angles = torch.outer(positions.to(torch.float64), rope_inverse_frequencies(d, base)).to(x.dtype)  # (T, d/2)
     cos, sin = angles.cos(), angles.sin()
     even, odd = x[..., 0::2], x[..., 1::2]
