@@ -15,7 +15,8 @@ that hands the exercise to the package's reference or to torch's own layer fails
 """
 from __future__ import annotations
 
-import math
+import contextlib
+import io
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -27,7 +28,7 @@ from .. import attention as att
 from .. import blocks as ref
 from .. import seq2seq as s2s
 from ..data import DigitVocab, make_digit_batch
-from .core import CheckFailed, as_numpy, call, diagnose, expect_close, fail, matches, passed, rng
+from .core import CheckFailed, as_numpy, call, expect_close, fail, matches, passed, rng
 
 __all__ = [
     "layer_norm_example", "layer_norm",
@@ -402,8 +403,26 @@ def _layer_norm_module_ok(norm: nn.Module) -> str | None:
 
 # ------------------------------------------------------ 2. feed-forward ---
 
+def _unfinished_part(exc: BaseException, what: str) -> None:
+    """Building ``what`` raised NotImplementedError inside another class's code: name that class."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    owner = tb.tb_frame.f_locals.get("self") if tb is not None else None
+    if owner is not None and tb.tb_frame.f_code.co_name == "__init__" and not what.startswith(type(owner).__name__):
+        name = type(owner).__name__
+        fail(f"building {what} calls {name}.__init__, which still raises NotImplementedError.",
+             f"complete {name} (its exercise) first, then run this cell again.")
+
+
 def _make(cls: Callable, *args: Any, what: str, **kwargs: Any) -> nn.Module:
-    module = call(cls, *args, what=what, **kwargs)
+    try:
+        module = cls(*args, **kwargs)
+    except NotImplementedError as exc:
+        _unfinished_part(exc, what)
+        module = call(cls, *args, what=what, **kwargs)
+    except Exception:  # noqa: BLE001 - let call() label the learner's exception
+        module = call(cls, *args, what=what, **kwargs)
     if not isinstance(module, nn.Module):
         fail(f"{what} did not give a torch.nn.Module (got {type(module).__name__}).")
     return module
@@ -535,47 +554,46 @@ def _dependency(block: nn.Module, exc: CheckFailed, norms: Iterable[str]) -> Non
                               f"What this check saw: {exc}") from None
 
 
-def _enc_variant(r: ref.EncoderBlock, x, mask, *, norm_first, variant=""):
-    """The package's encoder block on the learner's weights, with one mistake planted."""
+STYLE_HINTS = {"no_residual": HINT_NO_RESIDUAL, "residual_after_norm": HINT_RESIDUAL_AFTER_NORM,
+               "residual_normed": HINT_PRE_RESIDUAL_NORMED}
+STYLES = {False: ("ok", "no_residual", "residual_after_norm"), True: ("ok", "no_residual", "residual_normed")}
+
+
+def _wrap(x, f, norm, norm_first: bool, style: str = "ok"):
+    """One sublayer with its residual and norm, written correctly (``"ok"``) or with a known mistake."""
+    if norm_first:
+        if style == "no_residual":
+            return f(norm(x))
+        if style == "residual_normed":              # x = norm(x); x = x + f(x)
+            h = norm(x)
+            return h + f(h)
+        return x + f(norm(x))
+    if style == "no_residual":
+        return norm(f(x))
+    if style == "residual_after_norm":              # x + norm(f(x))
+        return x + norm(f(x))
+    return norm(x + f(x))
+
+
+def _style_combos(norm_first: bool, n: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Every assignment of mistake styles to ``n`` sublayers with at least one mistake, with its hint."""
+    combos = [()]
+    for _ in range(n):
+        combos = [c + (s,) for c in combos for s in STYLES[norm_first]]
+    return [(STYLE_HINTS[next(s for s in c if s != "ok")], c) for c in combos if any(s != "ok" for s in c)]
+
+
+def _enc_variant(r: ref.EncoderBlock, x, mask, *, norm_first, styles=("ok", "ok"), variant=""):
+    """The package's encoder block on the learner's weights, with mistakes planted."""
     n1, n2 = (r.norm2, r.norm1) if variant == "norms_swapped" else (r.norm1, r.norm2)
     if variant == "mask_ignored":
         mask = None
     elif variant == "mask_inverted":
         mask = ~mask
-
-    def sa(h):
-        return r.self_attn(h, mask=mask)[0]
-
-    if norm_first:
-        if variant == "no_residual":
-            h = sa(n1(x))
-            return r.ff(n2(h))
-        if variant == "residual_normed":
-            h = n1(x)
-            h = h + sa(h)
-            h2 = n2(h)
-            return h2 + r.ff(h2)
-        h = x + sa(n1(x))
-        if variant == "ff_on_input":
-            return h + r.ff(n2(x))
-        return h + r.ff(n2(h))
-    if variant == "no_residual":
-        h = n1(sa(x))
-        return n2(r.ff(h))
-    if variant == "residual_after_norm":
-        h = x + n1(sa(x))
-        return h + n2(r.ff(h))
-    h = n1(x + sa(x))
-    if variant == "ff_on_input":
-        return n2(h + r.ff(x))
-    return n2(h + r.ff(h))
-
-
-ENC_VARIANTS = [
-    ("swapped", None), ("no_residual", HINT_NO_RESIDUAL), ("residual_after_norm", HINT_RESIDUAL_AFTER_NORM),
-    ("residual_normed", HINT_PRE_RESIDUAL_NORMED), ("norms_swapped", HINT_NORMS_SWAPPED),
-    ("ff_on_input", HINT_FF_ON_INPUT), ("mask_ignored", HINT_MASK_IGNORED), ("mask_inverted", HINT_MASK_INVERTED),
-]
+    h = _wrap(x, lambda t: r.self_attn(t, mask=mask)[0], n1, norm_first, styles[0])
+    if variant == "ff_on_input":                        # the FFN reads the block's input, not h
+        return (h + r.ff(n2(x))) if norm_first else n2(h + r.ff(x))
+    return _wrap(h, r.ff, n2, norm_first, styles[1])
 
 
 def _enc_mistakes(r, x, mask, norm_first):
@@ -583,12 +601,15 @@ def _enc_mistakes(r, x, mask, norm_first):
     with torch.no_grad():
         swapped = HINT_ALWAYS_PRE if not norm_first else HINT_ALWAYS_POST
         out.append((swapped, _enc_variant(r, x, mask, norm_first=not norm_first)))
-        for variant, hint in ENC_VARIANTS[1:]:
+        for hint, styles in _style_combos(norm_first, 2):
+            out.append((hint, _enc_variant(r, x, mask, norm_first=norm_first, styles=styles)))
+        out.append((HINT_NO_RESIDUAL, _enc_variant(r, x, mask, norm_first=not norm_first,
+                                                   styles=("no_residual", "no_residual"))))
+        for variant, hint in (("norms_swapped", HINT_NORMS_SWAPPED), ("ff_on_input", HINT_FF_ON_INPUT),
+                              ("mask_ignored", HINT_MASK_IGNORED), ("mask_inverted", HINT_MASK_INVERTED)):
             if variant.startswith("mask") and mask is None:
                 continue
             out.append((hint, _enc_variant(r, x, mask, norm_first=norm_first, variant=variant)))
-            if variant in ("no_residual", "norms_swapped"):     # the same mistake with the arrangement swapped
-                out.append((hint, _enc_variant(r, x, mask, norm_first=not norm_first, variant=variant)))
     return [(h, m.numpy()) for h, m in out]
 
 
@@ -651,10 +672,9 @@ def encoder_block(cls: Callable) -> None:
     passed("EncoderBlock")
 
 
-def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, variant=""):
-    n1, n2, n3 = r.norm1, r.norm2, r.norm3
-    if variant == "norms_swapped":
-        n1, n2, n3 = r.norm2, r.norm1, r.norm3
+def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, styles=("ok", "ok", "ok"),
+                 variant=""):
+    n1, n2, n3 = (r.norm2, r.norm1, r.norm3) if variant == "norms_swapped" else (r.norm1, r.norm2, r.norm3)
     causal = variant != "no_causal"
     mmask = None if variant in ("memory_mask_ignored", "memory_mask_on_self") else memory_mask
     smask = memory_mask if variant == "memory_mask_on_self" else None
@@ -665,41 +685,21 @@ def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, var
     def ca(h):
         if variant == "cross_on_x":
             return r.cross_attn(h, mask=None)[0]
+        if variant == "cross_on_input":                  # memory replaced by the block's input x
+            return r.cross_attn(h, x, mask=None)[0]
         if variant == "cross_wrong_module":
             return r.self_attn(h, memory, mask=mmask)[0]
         return r.cross_attn(h, memory, mask=mmask)[0]
 
-    if norm_first:
-        if variant == "no_residual":
-            h = sa(n1(x))
-            h = ca(n2(h))
-            return r.ff(n3(h))
-        if variant == "residual_normed":
-            h = n1(x)
-            h = h + sa(h)
-            h = n2(h)
-            h = h + ca(h)
-            h = n3(h)
-            return h + r.ff(h)
-        h = x + sa(n1(x))
-        h = h + ca(n2(h))
-        return h + r.ff(n3(h))
-    if variant == "no_residual":
-        return n3(r.ff(n2(ca(n1(sa(x))))))
-    if variant == "residual_after_norm":
-        h = x + n1(sa(x))
-        h = h + n2(ca(h))
-        return h + n3(r.ff(h))
-    h = n1(x + sa(x))
-    h = n2(h + ca(h))
-    return n3(h + r.ff(h))
+    h = _wrap(x, sa, n1, norm_first, styles[0])
+    h = _wrap(h, ca, n2, norm_first, styles[1])
+    return _wrap(h, r.ff, n3, norm_first, styles[2])
 
 
 DEC_VARIANTS = [
-    ("no_causal", HINT_NO_CAUSAL), ("cross_on_x", HINT_CROSS_ON_X), ("cross_wrong_module", HINT_CROSS_WRONG_MODULE),
-    ("memory_mask_ignored", HINT_MEMORY_MASK_IGNORED), ("memory_mask_on_self", HINT_MEMORY_MASK_ON_SELF),
-    ("no_residual", HINT_NO_RESIDUAL), ("residual_after_norm", HINT_RESIDUAL_AFTER_NORM),
-    ("residual_normed", HINT_PRE_RESIDUAL_NORMED), ("norms_swapped", HINT_NORMS_SWAPPED),
+    ("no_causal", HINT_NO_CAUSAL), ("cross_on_x", HINT_CROSS_ON_X), ("cross_on_input", HINT_CROSS_ON_X),
+    ("cross_wrong_module", HINT_CROSS_WRONG_MODULE), ("memory_mask_ignored", HINT_MEMORY_MASK_IGNORED),
+    ("memory_mask_on_self", HINT_MEMORY_MASK_ON_SELF), ("norms_swapped", HINT_NORMS_SWAPPED),
 ]
 
 
@@ -708,10 +708,14 @@ def _dec_mistakes(r, x, memory, memory_mask, norm_first):
     with torch.no_grad():
         swapped = HINT_ALWAYS_PRE if not norm_first else HINT_ALWAYS_POST
         out.append((swapped, _dec_variant(r, x, memory, memory_mask, norm_first=not norm_first)))
+        for hint, styles in _style_combos(norm_first, 3):
+            out.append((hint, _dec_variant(r, x, memory, memory_mask, norm_first=norm_first, styles=styles)))
+        out.append((HINT_NO_RESIDUAL, _dec_variant(r, x, memory, memory_mask, norm_first=not norm_first,
+                                                   styles=("no_residual",) * 3)))
         for variant, hint in DEC_VARIANTS:
             if variant.startswith("memory_mask") and memory_mask is None:
                 continue
-            for nf in (norm_first, not norm_first) if variant in ("no_causal", "cross_on_x", "no_residual") \
+            for nf in (norm_first, not norm_first) if variant in ("no_causal", "cross_on_x", "cross_on_input") \
                     else (norm_first,):
                 try:
                     out.append((hint, _dec_variant(r, x, memory, memory_mask, norm_first=nf, variant=variant)))
@@ -885,6 +889,22 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _blocks_problem(model: nn.Module) -> str | None:
+    """When the model's blocks (the learner's classes) fail their checks, say which."""
+    for stack, checker, name in (("encoder", encoder_block, "EncoderBlock (exercise 3)"),
+                                 ("decoder", decoder_block, "DecoderBlock (exercise 4)")):
+        blocks = getattr(model, stack, None)
+        if not blocks:
+            continue
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                checker(type(blocks[0]))
+        except CheckFailed as exc:
+            return (f"your {name} fails its checks, and the model is built from it: fix it first, then "
+                    f"rebuild and retrain the model.\n\nWhat that check says: {exc}")
+    return None
+
+
 def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: float = 0.95,
                    length: int = 8) -> float:
     if model is None:
@@ -909,7 +929,7 @@ def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: floa
             with torch.no_grad():
                 tgt_t = torch.from_numpy(tgt).to(device)
                 copy = (model(src_t, tgt_t).argmax(-1) == tgt_t).float().mean().item()
-            hint = HINT_LEAKED if copy > 0.9 else HINT_TRAIN_MORE
+            hint = HINT_LEAKED if copy > 0.9 else _blocks_problem(model) or HINT_TRAIN_MORE
             fail(f"seq2seq_model reverses {acc:.1%} of {n} fresh sequences of {length} digits exactly; it needs "
                  f"at least {threshold:.0%}.", hint)
     finally:
