@@ -58,6 +58,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from IPython.display import display
+import tqdm as tqdm_package
 from tqdm.auto import tqdm
 
 from transformer_course.attention import MultiHeadAttention, padding_mask
@@ -71,6 +72,7 @@ torch.manual_seed(0)
 device = default_device()
 if device.type == "cpu":
     torch.set_num_threads(1)      # models this small: one thread beats several waiting on each other
+tqdm_package.tqdm.monitor_interval = 0   # no background thread refreshing progress bars from outside the cell
 print("device:", device)
 
 # %% [markdown]
@@ -495,9 +497,10 @@ def make_block(kind, config):
 config = Seq2SeqConfig(d_model=64, n_heads=4, d_ff=128, n_layers=2, norm_first=True)
 seq2seq_model = None              # so that the test below can say what is missing if the next lines fail
 torch.manual_seed(0)
-seq2seq_model = Seq2SeqTransformer(config, block_factory=make_block).to(device)
+model = Seq2SeqTransformer(config, block_factory=make_block).to(device)
 start = time.perf_counter()
-losses = train(seq2seq_model, steps=400, lr=2e-3, desc="training the encoder-decoder")
+losses = train(model, steps=400, lr=2e-3, desc="training the encoder-decoder")
+seq2seq_model = model             # the trained model, which the test below evaluates
 print(f"trained in {time.perf_counter() - start:.1f} s; final loss {np.mean(losses[-20:]):.4f}")
 fig, ax = plot_loss(losses, title="Teacher-forcing loss while learning to reverse 8 digits", smooth=20)
 ax.set_yscale("log")
@@ -579,7 +582,7 @@ plt.show()
 
 # %% [markdown]
 # At this small size the effect on gradient norms is real but modest: post-LN's gradients are larger
-# than pre-LN's in every block (about 1.3 to 1.6 times) and, in the encoder, grow towards the output,
+# than pre-LN's in every block (about 1.3 to 1.9 times) and, in the encoder, grow towards the output,
 # while pre-LN's are flat. Xiong et al. (2020) show why the gap widens with size: the gradient of
 # post-LN's last layers does not shrink as the stack gets deeper, while pre-LN's shrinks like
 # $1/\sqrt{L}$, so with many layers post-LN's first updates at a fixed learning rate are the largest
@@ -685,7 +688,7 @@ widgets.interact(show_cross_attention,
 # (b) Nothing normalises the stream itself, so its norm grows with depth as each block adds its
 # output; the later blocks' contributions become relatively small (each block's effect shrinks
 # like 1/sqrt(depth)), and the output needs a final LayerNorm before the head. Post-LN keeps the
-# stream normalised and, when it does train, often reaches slightly better results.
+# stream normalised and, when it does train, often reaches slightly better results (Liu et al. 2020).
 
 # %% [markdown]
 # ## Summary

@@ -909,7 +909,7 @@ def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: floa
                    length: int = 8) -> float:
     if model is None:
         fail("seq2seq_model is None: the training cell did not build it.",
-             "complete exercises 1-5, then run the cell that builds and trains the model.")
+             "complete exercises 1-6 (train included), then run the cell that builds and trains the model.")
     if not isinstance(model, nn.Module):
         fail(f"seq2seq_model should be a torch.nn.Module, got {type(model).__name__}.")
     for name, pkg in (("encoder", ref.EncoderBlock), ("decoder", ref.DecoderBlock)):
