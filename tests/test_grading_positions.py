@@ -155,6 +155,54 @@ def test_permutation_gap_no_abs_caught_whatever_the_sign():
         fails_with(check.permutation_gap, flipped, hint=hint)
 
 
+BATCH0 = {
+    # diff[0]: only the first sequence of the batch
+    "diff_first": """
+        def permutation_gap(layer, x, perm):
+            with torch.no_grad():
+                return float((layer(x[:, perm])[:, perm.argsort()] - layer(x))[0].abs().max())
+    """,
+    # layer(x)[0] as if it unpacked MultiHeadAttention's (out, weights): on a tensor it is batch 0
+    "tuple_unpack": """
+        def permutation_gap(layer, x, perm):
+            with torch.no_grad():
+                a = layer(x)[0]
+                b = layer(x[:, perm])[0]
+            return float((b[torch.argsort(perm)] - a).abs().max())
+    """,
+}
+
+
+@pytest.mark.parametrize("kind", BATCH0)
+def test_permutation_gap_first_sequence_only_never_passes(kind):
+    """Review 04, finding 1: batch 0 only passed the hidden check about 1 run in 5."""
+    fn = learner(BATCH0[kind])["permutation_gap"]
+    for _ in range(30):
+        fails_with(check.permutation_gap, fn, hint="only the first sequence of the batch")
+    fails_with(check.permutation_gap_example, fn, hint="only the first sequence of the batch")
+
+
+def test_permutation_gap_perm_twice_always_named():
+    """Review 04, finding 5: perm applied twice got the 'no undo' hint when the largest gap sat in a
+    3-cycle of perm; the hidden check now permutes along one cycle through all positions."""
+    fn = learner(GAP["perm_twice"][0])["permutation_gap"]
+    for _ in range(30):
+        message = fails_with(check.permutation_gap, fn, hint=check.HINT_GAP_PERM_TWICE)
+        assert check.HINT_GAP_NO_UNDO not in message
+
+
+def test_permutation_gap_hidden_perm_is_one_cycle():
+    gen = np.random.default_rng(0)
+    for T in range(5, 10):
+        for _ in range(20):
+            perm = check._one_cycle(gen, T).numpy()
+            seen, i = set(), 0
+            while i not in seen:
+                seen.add(i)
+                i = perm[i]
+            assert len(seen) == T
+
+
 # ============================================================ 2. sinusoidal table ===
 
 SIN_BODY = """
@@ -249,6 +297,20 @@ def test_sinusoidal_torch_and_float32():
     fails_with(check.sinusoidal_table, wrong_shape["sinusoidal_table"], hint="swapped")
 
 
+def test_sinusoidal_torch_float32_gets_the_float32_hint():
+    """Review 04, finding 4: a torch float32 table got the generic formula hint (as_numpy made it float64)."""
+    fn = learner("""
+        def sinusoidal_table(n_positions, d_model, base=10000.0):
+            p = torch.arange(n_positions)[:, None].float()
+            a = p * base ** (-torch.arange(0, d_model, 2).float() / d_model)
+            table = torch.zeros(n_positions, d_model)
+            table[:, 0::2] = a.sin()
+            table[:, 1::2] = a.cos()
+            return table
+    """)["sinusoidal_table"]
+    fails_with(check.sinusoidal_table, fn, hint="not to float64 precision")
+
+
 # ============================================================ 3. learned positions ===
 
 LP_OK_INIT = "self.max_positions = max_positions\n        self.table = nn.Embedding(max_positions, d_model)"
@@ -284,6 +346,10 @@ LP = {
                                 "        return x + self.table(torch.arange(offset, offset + T))"), "off"),
     "batch_as_T": (dict(forward="T = x.shape[0]\n        if offset + T > self.max_positions: raise ValueError('x')\n"
                                 "        return x + self.table(torch.arange(offset, offset + T))"), "x.shape[-2]"),
+    # review 04, finding 5: T = x.shape[0] made to broadcast, one row per sequence (no error)
+    "batch_as_T_broadcast": (dict(forward="T = x.shape[0]\n        if offset + T > self.max_positions: raise ValueError('x')\n"
+                                          "        return x + self.table(torch.arange(offset, offset + T))[:, None]"),
+                             "x.shape[-2]"),
 }
 
 
@@ -293,8 +359,7 @@ def test_learned_positions_mistakes(kind):
     cls = learner(LP_BODY.format(init=parts.get("init", LP_OK_INIT),
                                  forward=parts.get("forward", LP_OK_FORWARD)))["LearnedPositions"]
     fails_with(check.learned_positions, cls, hint=hint)
-    if kind not in ("off_by_one",):                      # the example does not fill the table to the last row
-        fails_with(check.learned_positions_example, cls, hint=hint)
+    fails_with(check.learned_positions_example, cls, hint=hint)    # offset=3 fills the example's table exactly
 
 
 def test_learned_positions_parameter_instead_of_embedding_is_fine():
@@ -331,6 +396,12 @@ ROT = {
             x1, x2 = x.chunk(2)
             return torch.cat([-x2, x1], dim=-1)
     """, "LAST axis"),
+    # review 04, finding 3: chunk AND cat without dim=: right shape, no error, rows rotated
+    "chunk_cat_dim0": ("""
+        def rotate_half(x):
+            x1, x2 = torch.chunk(x, 2)
+            return torch.cat([-x2, x1])
+    """, "LAST axis"),
     "in_place": ("""
         def rotate_half(x):
             half = x.shape[-1] // 2
@@ -346,7 +417,7 @@ def test_rotate_half_mistakes(kind):
     source, hint = ROT[kind]
     fn = learner(source)["rotate_half"]
     fails_with(check.rotate_half, fn, hint=hint)
-    if kind != "chunk_dim0":                             # on the 1-D example, axis 0 is the last axis
+    if kind not in ("chunk_dim0", "chunk_cat_dim0"):     # on the 1-D example, axis 0 is the last axis
         fails_with(check.rotate_half_example, fn, hint=hint)
 
 
@@ -412,6 +483,11 @@ AR = {
         out[..., 0::2] = -x[..., 1::2]
         out[..., 1::2] = x[..., 0::2]
         return x * cos + out * sin""", "INTERLEAVED"),
+    # review 04, finding 5: the paper's pair formula, angles from the first half of the tables
+    "interleaved_pair_formula": ("""h = x.shape[-1] // 2
+        c, s = cos[..., :h], sin[..., :h]
+        e, o = x[..., 0::2], x[..., 1::2]
+        return torch.stack([e * c - o * s, o * c + e * s], dim=-1).flatten(-2)""", "INTERLEAVED"),
 }
 
 
@@ -424,6 +500,17 @@ def test_apply_rope_mistakes(kind):
     """))["apply_rope"]
     fails_with(check.apply_rope, fn, hint=hint)
     fails_with(check.apply_rope_example, fn, hint=hint)
+
+
+def test_apply_rope_example_states_its_input():
+    """Review 04, finding 2: the example computed with x = [1, 2, 3, 5] but said [1, 2, 3, 4]."""
+    wrong = learner(textwrap.dedent(ROT_SRC) + textwrap.dedent("""
+        def apply_rope(x, cos, sin):
+            return x * cos
+    """))["apply_rope"]
+    message = fails_with(check.apply_rope_example, wrong, hint="missing")
+    assert "[1, 2, 3, 4]" in message and "[1, 2, 3, 5]" not in message
+    assert "[-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = [0, 2, 0, 4] + [-3, 0, 1, 0]" in message
 
 
 def test_apply_rope_blames_a_wrong_rotate_half():

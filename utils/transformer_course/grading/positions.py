@@ -55,9 +55,15 @@ HINT_GAP_MEAN = "return the LARGEST absolute difference (.abs().max()), not the 
 HINT_GAP_ABS = "take the absolute value of the difference before the max: a negative difference counts too."
 HINT_GAP_AXIS = (
     "permute the positions, which are axis 1 of a (B, T, d) input: x[:, perm] (x[perm] permutes the "
-    "batch, x[..., perm] the features)."
+    "batch, x[..., perm] the features). layer returns a (B, T, d_out) tensor: layer(x)[0] would be "
+    "batch element 0 alone, a (T, d_out) tensor."
 )
 HINT_GAP_SCALAR = "return one number: float((...).abs().max())."
+HINT_GAP_BATCH0 = (
+    "you compared only the first sequence of the batch: compare every sequence, over the whole (B, T, d) "
+    "outputs. On a tensor, layer(x)[0] picks batch element 0, it does not unpack a tuple (layer here "
+    "returns a tensor); take .abs().max() over all of (shuffled[:, inverse] - plain)."
+)
 
 HINT_SIN_DOUBLED = (
     "the exponent uses the even index twice: with i = np.arange(0, d, 2), i already IS the paper's 2i, "
@@ -235,6 +241,7 @@ def _gap_variants(layer: Callable, x: torch.Tensor, perm: torch.Tensor) -> tuple
     diff = shuffled[:, inverse] - plain
     right = float(diff.abs().max())
     wrong = [
+        (HINT_GAP_BATCH0, float(diff[0].abs().max())),
         (HINT_GAP_NO_UNDO, float((shuffled - plain).abs().max())),
         (HINT_GAP_PERM_TWICE, float((shuffled[:, perm] - plain).abs().max())),
         (HINT_GAP_MEAN, float(diff.abs().mean())),
@@ -292,9 +299,10 @@ def _example_layers():
 
 
 def permutation_gap_example(fn: Callable) -> None:
-    """Visible check: x = [1, 2, 3, 5] (B=1, T=4, d=1), perm = [1, 2, 3, 0]; an equivariant
-    layer (x + mean of x) has gap 0, a running sum (cumsum over positions) has gap 10."""
-    x = torch.tensor([1.0, 2.0, 3.0, 5.0], dtype=torch.float64).reshape(1, 4, 1)
+    """Visible check: a batch of two sequences of one feature, x = [[1, 1, 1, 1], [1, 2, 3, 5]]
+    (shape (2, 4, 1)), perm = [1, 2, 3, 0]; an equivariant layer (x + mean of x) has gap 0, a
+    running sum (cumsum over positions) has gap 10, all of it in the second sequence."""
+    x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 5.0]], dtype=torch.float64).reshape(2, 4, 1)
     perm = torch.tensor([1, 2, 3, 0])
     mean_mixer, running_sum = _example_layers()
     try:
@@ -304,29 +312,36 @@ def permutation_gap_example(fn: Callable) -> None:
         if "not implemented" in str(exc):
             raise
         raise CheckFailed(
-            f"{exc}\n\nThe worked example: x = [1, 2, 3, 5] (shape (1, 4, 1)), perm = [1, 2, 3, 0], so "
-            "x[:, perm] = [2, 3, 5, 1] and the inverse permutation is argsort(perm) = [3, 0, 1, 2].\n"
-            "Running sum: layer(x) = [1, 3, 6, 11]; layer(x[:, perm]) = [2, 5, 10, 11], un-permuted "
-            "[11, 2, 5, 10]; the gap is max |[10, -1, -1, -1]| = 10.\n"
+            f"{exc}\n\nThe worked example: x holds two sequences (shape (2, 4, 1)): [1, 1, 1, 1], which "
+            "looks the same in every order, and [1, 2, 3, 5]. perm = [1, 2, 3, 0], so the second sequence "
+            "of x[:, perm] is [2, 3, 5, 1], and the inverse permutation is argsort(perm) = [3, 0, 1, 2].\n"
+            "Running sum: on the second sequence layer(x) = [1, 3, 6, 11]; layer(x[:, perm]) = [2, 5, 10, 11], "
+            "un-permuted [11, 2, 5, 10]; the gap there is max |[10, -1, -1, -1]| = 10 (the first sequence's "
+            "gap is 0), so the answer is 10.\n"
             "Mean mixer (x + mean): the un-permuted output equals layer(x) exactly; the gap is 0.") from None
     print("gap of x + mean(x): 0 (equivariant); gap of cumsum: 10 (not equivariant)")
     passed("permutation_gap (worked example)")
 
 
-def _derangement_like(gen: np.random.Generator, T: int) -> torch.Tensor:
-    """A random permutation that is not its own inverse (so that mistakes show)."""
-    while True:
-        perm = gen.permutation(T)
-        if not np.array_equal(perm[perm], np.arange(T)):
-            return torch.from_numpy(perm)
+def _one_cycle(gen: np.random.Generator, T: int) -> torch.Tensor:
+    """A random permutation made of one cycle through all T positions (T >= 5): no position stays,
+    and applying it twice or three times is not its inverse anywhere, so every known mistake
+    (no undo, perm applied twice) gives a different number from the right one and from each other."""
+    order = gen.permutation(T)
+    perm = np.empty(T, dtype=np.int64)
+    perm[order] = np.roll(order, -1)
+    return torch.from_numpy(perm)
 
 
 def permutation_gap(fn: Callable) -> None:
     """Hidden check: self-attention and a feed-forward layer (equivariant), causal attention and
-    attention on x + sinusoidal positions (not), with fresh inputs and permutations."""
+    attention on x + sinusoidal positions (not), with fresh inputs and permutations.
+
+    The first of the B = 3 sequences repeats one vector at every position, so every layer's gap
+    on it is exactly 0: an answer that looks at batch element 0 only can never pass."""
     gen = rng()
     torch.manual_seed(int(gen.integers(2**31)))
-    B, T, d = 2, int(gen.integers(5, 10)), 16
+    B, T, d = 3, int(gen.integers(5, 10)), 16
     mha = MultiHeadAttention(d, 4).double().eval()
     ffn = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(), torch.nn.Linear(32, d)).double().eval()
     pe = torch.tensor(ref.sinusoidal_table(T, d))
@@ -338,7 +353,8 @@ def permutation_gap(fn: Callable) -> None:
         (lambda x: mha(x + pe)[0], "self-attention on x + sinusoidal positions", False),
     ]
     x = torch.tensor(gen.normal(size=(B, T, d)))
-    perm = _derangement_like(gen, T)
+    x[0] = x[0, :1]                                # sequence 0: one token repeated, order-free
+    perm = _one_cycle(gen, T)
     for layer, label, equivariant in cases:        # one input for all: a layer and its negative see the same
         value = _check_gap_case(fn, layer, x, perm, f"{label}, x of shape {(B, T, d)}", equivariant)
         if equivariant and value > 1e-9:
@@ -392,14 +408,15 @@ def _check_sin_case(fn: Callable, n: int, d: int, base: float | None) -> np.ndar
     label = f"{n}, {d}" + ("" if base is None else f", base={base:g}")
     what = f"sinusoidal_table({label})"
     result = call(fn, n, d, what=what, forbid=_forbidden("sinusoidal_table"), **kwargs)
-    arr = as_numpy(result, what)
+    low_precision = str(getattr(result, "dtype", "")).replace("torch.", "") in ("float32", "float16", "bfloat16")
+    arr = as_numpy(result, what)                   # a torch tensor comes back as float64: dtype noted above
     if arr.shape == (d, n) and n != d:
         fail(f"{what} has shape {arr.shape}, expected {(n, d)}: rows and columns are swapped.", HINT_SIN_SHAPE)
     arr = expect_shape(arr, (n, d), what, hint=HINT_SIN_SHAPE)
     expected = _sin_table(n, d, 10_000.0 if base is None else base)
     if not matches(arr, expected, **_SIN_TOL):
         diagnose(arr, _sin_mistakes(n, d, 10_000.0 if base is None else base), what, atol=1e-4, rtol=1e-4)
-        if arr.dtype == np.float32 and matches(arr, expected, atol=1e-3, rtol=1e-3):
+        if low_precision and matches(arr, expected, atol=1e-3, rtol=1e-3):
             fail(f"{what} does not match the paper's formula to float64 precision.", HINT_SIN_FLOAT32)
     expect_close(arr, expected, what, **_SIN_TOL,
                  hint="row p, column 2i is sin(p * base ** (-2i / d)) and column 2i + 1 is the cos of the "
@@ -527,6 +544,9 @@ def _check_lp_rows(module, table: torch.nn.Parameter, what: str, x: torch.Tensor
         fail(f"{label} returned shape {tuple(got.shape)}, expected {tuple(x.shape)} (the input's shape).",
              HINT_LP_T)
     mistakes = [(HINT_LP_NO_X, w[start:start + T].expand_as(x))]
+    B = x.shape[0]
+    if B != T and start + B <= w.shape[0]:         # T = x.shape[0]: one row per sequence, broadcast over positions
+        mistakes.append((HINT_LP_T, x + w[start:start + B][:, None]))
     if start:
         mistakes.append((HINT_LP_OFFSET, x + w[:T]))
     expect_close(got, expected, f"the output of {label}", atol=1e-6, rtol=1e-6,
@@ -573,7 +593,8 @@ def _check_lp_fits(module, table, what: str, x: torch.Tensor, offset: int) -> No
 
 def learned_positions_example(cls: Callable) -> None:
     """Visible check: a (6, 4) table set to 0.0 .. 2.3; inputs of ones, shape (2, 3, 4), get
-    1 + rows 0-2, and 1 + rows 2-4 with offset=2; offset=4 raises ValueError."""
+    1 + rows 0-2, 1 + rows 2-4 with offset=2, and 1 + rows 3-5 with offset=3 (the last rows: it
+    fits exactly); offset=4 raises ValueError."""
     module, table, what = _build_positions(cls, 6, 4)
     with torch.no_grad():
         table.copy_(torch.arange(24, dtype=table.dtype).reshape(6, 4) / 10)
@@ -581,12 +602,15 @@ def learned_positions_example(cls: Callable) -> None:
     try:
         _check_lp_rows(module, table, what, x, None)
         _check_lp_rows(module, table, what, x, 2)
+        _check_lp_fits(module, table, what, x, 3)
         _check_lp_limit(module, what, x, 4)
     except CheckFailed as exc:
         raise CheckFailed(f"{exc}\n\nThe worked example: the table is\n{_describe(table.detach())}\n"
                           f"so forward(ones(2, 3, 4)) is 1 + rows 0-2 in each sequence, forward(..., offset=2) "
-                          f"1 + rows 2-4, and offset=4 needs rows 4-6, which do not exist.") from None
-    print("LearnedPositions(6, 4): x + rows 0-2, x + rows 2-4 with offset=2, ValueError for offset=4")
+                          f"1 + rows 2-4, offset=3 uses the last rows 3-5 (it fits exactly), and offset=4 "
+                          f"needs rows 4-6, which do not exist.") from None
+    print("LearnedPositions(6, 4): x + rows 0-2, x + rows 2-4 with offset=2, x + rows 3-5 with offset=3, "
+          "ValueError for offset=4")
     passed("learned_positions (worked example)")
 
 
@@ -628,7 +652,16 @@ def _rotate_variants(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
             (HINT_ROT_SIGN, torch.cat([x2, -x1], dim=-1)),
             (HINT_ROT_NO_NEG, torch.cat([x2, x1], dim=-1)),
             (HINT_ROT_SIGN, torch.cat([-x1, x2], dim=-1)),
-            (HINT_ROT_PAIRS, torch.cat([-x2.flip(-1), x1.flip(-1)], dim=-1))]
+            (HINT_ROT_PAIRS, torch.cat([-x2.flip(-1), x1.flip(-1)], dim=-1))] + _axis0_variants(x)
+
+
+def _axis0_variants(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """torch.chunk(x, 2) and torch.cat(...) without dim=: both work on axis 0, and when x has more
+    than one axis the result has x's shape (no error), with the rows rotated instead of the features."""
+    if x.ndim < 2 or x.shape[0] < 2:
+        return []
+    a, b = torch.chunk(x, 2)
+    return [(HINT_ROT_AXIS, torch.cat([-b, a])), (HINT_ROT_AXIS, torch.cat([b, -a]))]
 
 
 # ----------------------------------------------------- 4. rotate_half ---
@@ -670,8 +703,9 @@ def rotate_half_example(fn: Callable) -> None:
 
 
 def rotate_half(fn: Callable) -> None:
-    """Hidden check: random tensors with 1 to 4 axes (the chunk-along-axis-0 bug shows on the
-    2-D ones), the interleaved and sign mistakes, no change to the input."""
+    """Hidden check: random tensors with 1 to 4 axes (splitting and concatenating along axis 0,
+    torch.chunk / torch.cat without dim=, is recognised on every tensor with more than one axis),
+    the interleaved and sign mistakes, no change to the input."""
     _rotate_half_cases(fn)
     passed("rotate_half")
 
@@ -799,7 +833,12 @@ def _llama_cos_sin(d_head: int, theta: float, position_ids: torch.Tensor, dtype=
 def _apply_mistakes(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                     positions: torch.Tensor | None, base: float) -> list[tuple[str, torch.Tensor]]:
     rh = ref.rotate_half(x)
+    half = x.shape[-1] // 2
+    c, s = cos[..., :half], sin[..., :half]               # one angle per pair, from the halves tables
+    even, odd = x[..., 0::2], x[..., 1::2]
+    pair_formula = torch.stack([even * c - odd * s, odd * c + even * s], dim=-1).flatten(-2)
     out = [(HINT_AR_INTERLEAVED, x * cos + _rotate_interleaved(x) * sin),
+           (HINT_AR_INTERLEAVED, pair_formula),           # the paper's formula on neighbouring pairs
            (HINT_AR_SWAPPED, x * sin + rh * cos),
            (HINT_AR_MINUS, x * cos - rh * sin),
            (HINT_AR_NO_ROT, x * cos)]
@@ -836,7 +875,7 @@ def _check_apply_case(fn: Callable, x: torch.Tensor, cos: torch.Tensor, sin: tor
 def apply_rope_example(fn: Callable) -> None:
     """Visible check: x = [1, 2, 3, 4] with angles [pi/2, 0, pi/2, 0] gives [-3, 2, 1, 4]
     (pair (x0, x2) turns by 90 degrees, pair (x1, x3) stays); then tables from rope_cos_sin."""
-    x = torch.tensor([1.0, 2.0, 3.0, 5.0], dtype=torch.float64)
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     angles = torch.tensor([math.pi / 2, 0.0, math.pi / 2, 0.0], dtype=torch.float64)
     try:
         _check_apply_case(fn, x, angles.cos(), angles.sin(), "[1, 2, 3, 4], angles [pi/2, 0, pi/2, 0]",
@@ -847,7 +886,7 @@ def apply_rope_example(fn: Callable) -> None:
         raise CheckFailed(f"{exc}\n\nThe worked example: pairs are (x0, x2) = (1, 3) at angle pi/2 and "
                           f"(x1, x3) = (2, 4) at angle 0. Turning (1, 3) by 90 degrees gives (-3, 1); (2, 4) "
                           f"stays. So the result is [-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = "
-                          f"[1, 2, 0, 4] + [-3, 0, 1, 0].") from None
+                          f"[0, 2, 0, 4] + [-3, 0, 1, 0].") from None
     gen = rng(0)
     xb = torch.tensor(gen.normal(size=(1, 2, 3, 4)))
     cos, sin = ref.rope_cos_sin(3, 4, dtype=torch.float64)
