@@ -15,11 +15,13 @@ from notebook_tools import by_id, check, fill_student
 pytestmark = pytest.mark.slow
 
 WRONG_04 = {
-    # compares the shuffled output with the plain one without undoing the permutation
+    # review 04, finding 1: layer(x)[0] "to unpack a tuple" compares the first sequence only
     "permutation_gap": (
         "def permutation_gap(layer, x, perm):\n"
         "    with torch.no_grad():\n"
-        "        return float((layer(x[:, perm]) - layer(x)).abs().max())\n"),
+        "        a = layer(x)[0]\n"
+        "        b = layer(x[:, perm])[0]\n"
+        "    return float((b[torch.argsort(perm)] - a).abs().max())\n"),
     # COURSE.md's common bug: arange(0, d, 2) is already 2i, and the exponent doubles it
     "sinusoidal_table": (
         "def sinusoidal_table(n_positions, d_model, base=10000.0):\n"
@@ -67,7 +69,7 @@ WRONG_04 = {
 def test_positional_encoding_mistakes_lose_their_points_with_hints(tmp_path):
     result = by_id(check(fill_student("04_positional_encoding", tmp_path, replace=WRONG_04)))
     expected_words = {
-        "permutation_gap_test": "without undoing the permutation",
+        "permutation_gap_test": "only the first sequence of the batch",
         "sinusoidal_table_test": "even index twice",
         "learned_positions_test": "buffer",
         "rotate_half_test": "INTERLEAVED",

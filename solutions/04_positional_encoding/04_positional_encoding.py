@@ -88,9 +88,15 @@ print("device:", device)
 #
 # Write `permutation_gap(layer, x, perm)`: run `layer` on `x` and on `x` with its positions
 # (axis 1) permuted by `perm`, undo the permutation on the second output, and return the
-# largest absolute difference between the two outputs as a Python `float`. It is 0 up to
-# rounding for an equivariant layer and clearly positive for a layer that uses positions.
-# Run the layer under `torch.no_grad()` (you only measure), and do not modify `x`.
+# largest absolute difference between the two outputs as a Python `float`, over the whole
+# batch (every sequence, position and feature). It is 0 up to rounding for an equivariant layer
+# and clearly positive for a layer that uses positions. Run the layer under `torch.no_grad()`
+# (you only measure), and do not modify `x`.
+#
+# `layer` returns a plain tensor of shape `(B, T, d_out)`. (`MultiHeadAttention` returns a pair
+# `(out, weights)`; that is why the demo below wraps it as `lambda x: mha(x)[0]` before passing it
+# in.) So do not write `layer(x)[0]` inside your function: on a tensor, `[0]` picks the first
+# sequence of the batch and your gap would ignore the others.
 
 # %% nbgrader={"grade": false, "grade_id": "permutation_gap", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def permutation_gap(layer, x, perm):
@@ -159,8 +165,9 @@ for name, layer in layers.items():
 # \omega_i = \frac{1}{10000^{2i/d}}, \quad i = 0, 1, \dots, d/2 - 1 .
 # $$
 #
-# Column pair 0 turns once every $2\pi \approx 6.3$ positions; the last pair turns once every
-# $2\pi \cdot 10000$ positions. Like the hands of a clock, fast columns tell nearby positions
+# Column pair 0 turns once every $2\pi \approx 6.3$ positions; pair $i$ once every
+# $2\pi \cdot 10000^{2i/d}$ positions, so the last pair's period approaches $2\pi \cdot 10000$
+# for large $d$ (about 47,000 positions for $d = 64$). Like the hands of a clock, fast columns tell nearby positions
 # apart and slow ones tell far-apart positions apart. The paper chose sinusoids because for any
 # offset $k$, $PE_{p+k}$ is a fixed linear function of $PE_p$ (a rotation of each pair by
 # $k\omega_i$), which may make relative offsets easy to learn.
@@ -222,6 +229,8 @@ check.sinusoidal_table(sinusoidal_table)
 # %% [markdown]
 # Here is the table for 100 positions and 64 features. The left columns oscillate fast, the
 # right ones hardly change over 100 positions; each row is a unique "fingerprint" of its position.
+# Hardly changing means they stay near their values at $p = 0$: $\sin \approx 0$ (white) in the
+# even columns and $\cos \approx 1$ (red) in the odd ones, hence the vertical stripes on the right.
 
 # %%
 table_demo = sinusoidal_table(100, 64)
@@ -272,11 +281,12 @@ def draw_positions(d_model=64, base=10000.0, position=20, max_distance=100):
                title="Similarity depends on the distance only", ax=axes[1], markers=False,
                styles={"p = 0": "k--"})
     if rope_ready():
-        plot_lines(k, {"query at m = k": rope_score_by_distance(d_model, base, max_distance),
-                       f"query at m = k + {position}": rope_score_by_distance(d_model, base, max_distance, position)},
+        near, far = rope_labels(0, max_distance), rope_labels(position, max_distance)
+        plot_lines(k, {near: rope_score_by_distance(d_model, base, max_distance),
+                       far: rope_score_by_distance(d_model, base, max_distance, position)},
                    xlabel="relative distance k = m - n (positions)", ylabel="cosine of rotated q and k",
                    title="RoPE: random q, k rotated to m and n", ax=axes[2], markers=False,
-                   styles={f"query at m = k + {position}": "k--"})
+                   styles={far: "k--"} if far != near else None)
     else:
         axes[2].set_axis_off()
         axes[2].set_title("RoPE score: finish exercises 4-6 (section 4)")
@@ -291,6 +301,12 @@ def rope_ready():
         return True
     except Exception:                 # NameError or NotImplementedError before section 4 is done
         return False
+
+
+def rope_labels(start, max_distance):
+    """Legend text for rope_score_by_distance(..., max_distance, start)."""
+    m = start + max_distance
+    return f"keys at n = {start}..{m} (query at m = {m})"
 
 
 def rope_score_by_distance(d_head, base, max_distance, start=0, seed=0):
@@ -412,18 +428,19 @@ check.learned_positions(LearnedPositions)
 #
 # **Which features form a pair?** The paper pairs neighbours, $(x_0, x_1), (x_2, x_3), \dots$: the
 # **interleaved** layout. Meta's Llama code, and `transformers` after it, pairs feature $i$ with
-# feature $i + d/2$: the **split-halves** layout. With halves $x = [x_1 \,|\, x_2]$ of $d/2$
-# features each, rotating every pair $(x_{1,i}, x_{2,i})$ by its angle $\alpha_i$ is
+# feature $i + d/2$: the **split-halves** layout. Call the two halves $a$ and $b$, so
+# $x = [a \,|\, b]$ with $a = (x_0, \dots, x_{d/2-1})$ and $b = (x_{d/2}, \dots, x_{d-1})$; pair $i$
+# is $(a_i, b_i) = (x_i, x_{i+d/2})$. Rotating every pair by its angle $\alpha_i$ is
 #
 # $$
 # \mathrm{RoPE}(x) = x \odot \cos\alpha + \mathrm{rotate\_half}(x) \odot \sin\alpha,
-# \qquad \mathrm{rotate\_half}([x_1 \,|\, x_2]) = [-x_2 \,|\, x_1],
+# \qquad \mathrm{rotate\_half}([a \,|\, b]) = [-b \,|\, a],
 # $$
 #
 # where $\cos\alpha$ and $\sin\alpha$ are vectors of length $d$ that hold each pair's angle twice,
 # at feature $i$ and at feature $i + d/2$: $[\alpha_0, \dots, \alpha_{d/2-1}, \alpha_0, \dots, \alpha_{d/2-1}]$.
-# (Check one pair: $x_{1,i}' = x_{1,i}\cos\alpha_i - x_{2,i}\sin\alpha_i$ and
-# $x_{2,i}' = x_{2,i}\cos\alpha_i + x_{1,i}\sin\alpha_i$: a rotation.) This notebook, like the
+# (Check one pair: $a_i' = a_i\cos\alpha_i - b_i\sin\alpha_i$ and
+# $b_i' = b_i\cos\alpha_i + a_i\sin\alpha_i$: a rotation.) This notebook, like the
 # hidden tests' oracle (`transformers`' `LlamaRotaryEmbedding` and `apply_rotary_pos_emb`), uses
 # **split halves** throughout.
 #
@@ -435,16 +452,18 @@ check.learned_positions(LearnedPositions)
 # %% [markdown]
 # ### Exercise 4: `rotate_half` (2 points)
 #
-# Write `rotate_half(x)` for a tensor with any leading axes: split the **last** axis into two halves
-# `x1 = x[..., :d/2]` and `x2 = x[..., d/2:]` and return `[-x2, x1]` concatenated along the last axis.
+# Write `rotate_half(x)` for a tensor with any leading axes: split the **last** axis into its two
+# halves `a = x[..., :d/2]` and `b = x[..., d/2:]` and return `[-b, a]` concatenated along the last
+# axis. (`torch.chunk` and `torch.cat` work on axis 0 unless you pass `dim=-1`.) The hints of the
+# checks, like `transformers`' code, call the halves `x1` and `x2`.
 
 # %% nbgrader={"grade": false, "grade_id": "rotate_half", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rotate_half(x):
-    """[x1 | x2] -> [-x2 | x1] on the last axis, x1 and x2 its two halves. Shape unchanged."""
+    """[a | b] -> [-b | a] on the last axis, a and b its two halves. Shape unchanged."""
     ### BEGIN SOLUTION
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([-x2, x1], dim=-1)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([-b, a], dim=-1)
     ### END SOLUTION
 
 
@@ -567,18 +586,26 @@ plt.show()
 # (The RoPE spread is not exactly 0 because `rope_cos_sin` returns float32 tables: that is rounding.)
 #
 # Now the explorer of section 2 draws its third panel; run its cell again to play with it. Here
-# is the same curve for two widths and two query positions. For $q = k = (1, \dots, 1)$ the RoPE
-# score would be exactly $2\sum_i \cos(k\theta_i)$, the sinusoidal similarity of section 2; Su
-# et al. (2021, section 3.4.3) show that such scores tend to decay as the distance grows.
+# is the same curve for two widths, each for two placements: the query at $m = 200$ with keys at
+# $n = 0 \dots 200$, and the query at $m = 500$ with keys at $n = 300 \dots 500$. The two curves of
+# a width coincide, because only $k = m - n$ matters.
+#
+# How the score changes with $k$ depends on $q$ and $k$. For $q = k = (1, \dots, 1)$ the score is
+# exactly $2\sum_i \cos(k\theta_i)$, twice the dot product $PE_p \cdot PE_{p+k}$ of section 2 (each
+# angle appears twice), and its cosine is the section-2 curve; Su et al. (2021, section 3.4.3) show
+# that a bound on the score decays as the distance grows. For the *random* $q$ and $k$ drawn here
+# there is no such decay: the $d = 16$ curve swings between negative and positive values, the
+# $d = 128$ one stays near 0 at every distance.
 
 # %%
 series = {}
 for d in (16, 128):
-    series[f"d = {d}, query at m = k"] = rope_score_by_distance(d, 10000.0, 200)
-    series[f"d = {d}, query at m = k + 300"] = rope_score_by_distance(d, 10000.0, 200, start=300)
+    series[f"d = {d}, {rope_labels(0, 200)}"] = rope_score_by_distance(d, 10000.0, 200)
+    series[f"d = {d}, {rope_labels(300, 200)}"] = rope_score_by_distance(d, 10000.0, 200, start=300)
 fig, ax = plot_lines(k_static, series, xlabel="relative distance k = m - n (positions)",
                      ylabel="cosine of rotated q and k", title="RoPE scores depend on m - n only",
-                     markers=False, styles={"d = 16, query at m = k + 300": "k--", "d = 128, query at m = k + 300": "r:"},
+                     markers=False, styles={f"d = 16, {rope_labels(300, 200)}": "k--",
+                                            f"d = 128, {rope_labels(300, 200)}": "r:"},
                      legend_outside=True)
 plt.show()
 
@@ -615,8 +642,9 @@ def rope_interleaved(x, base=10000.0):
 #
 # A permutation of features applied to both $q$ and $k$ leaves every dot product unchanged, so
 # the two layouts give identical attention scores. That is how checkpoints move between them:
-# permute the rows of $W_Q$ and $W_K$ once, when converting (`transformers`' Llama conversion
-# script does this to Meta's original weights).
+# permute the output features of $W_Q$ and $W_K$ (the columns of $W_Q$ in $XW_Q$, which are the
+# rows of the `nn.Linear` weight), within each head, once, when converting (`transformers`' Llama
+# conversion script does this to Meta's original weights).
 
 # %% [markdown]
 # ### Exercise 7: from interleaved to halves (2 points)

@@ -192,7 +192,9 @@ def plot_position_table(
 
     Rows are positions (top to bottom), columns are features; values are drawn on a
     symmetric diverging scale (blue negative, red positive).  ``mark_position`` draws a
-    horizontal line at that row.  Returns ``(fig, ax)``.
+    horizontal line at that row, black dashes on a white line so that it shows on dark and light
+    stripes alike.  Tables with more than 300 rows or columns are drawn antialiased (no moire
+    when there are more cells than pixels), smaller ones cell by cell.  Returns ``(fig, ax)``.
     """
     t = _as_numpy(table)
     if t.ndim != 2:
@@ -202,13 +204,16 @@ def plot_position_table(
     else:
         fig = ax.figure
     limit = max(1e-12, float(np.nanmax(np.abs(t)))) if t.size else 1.0
-    image = ax.imshow(t, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    smooth = max(t.shape) > 300             # more rows/columns than pixels: antialias (no moire); else crisp cells
+    image = ax.imshow(t, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto",
+                      interpolation="antialiased" if smooth else "nearest")
     ax.set_title(title)
     ax.set_xlabel("feature (column of the table)")
     ax.set_ylabel("position p (token index)")
     if mark_position is not None and 0 <= mark_position < t.shape[0]:
-        ax.axhline(mark_position, color="black", linewidth=1.0, linestyle="--", label=f"p = {mark_position}")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.axhline(mark_position, color="white", linewidth=3.5)              # a white band under the dashes
+        ax.axhline(mark_position, color="black", linewidth=1.5, linestyle=(0, (4, 3)), label=f"p = {mark_position}")
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
     if colorbar:
         fig.colorbar(image, ax=ax, label="value (unitless)")
     return fig, ax

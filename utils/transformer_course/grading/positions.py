@@ -301,7 +301,7 @@ def _example_layers():
 def permutation_gap_example(fn: Callable) -> None:
     """Visible check: a batch of two sequences of one feature, x = [[1, 1, 1, 1], [1, 2, 3, 5]]
     (shape (2, 4, 1)), perm = [1, 2, 3, 0]; an equivariant layer (x + mean of x) has gap 0, a
-    running sum (cumsum over positions) has gap 10, all of it in the second sequence."""
+    running sum (cumsum over positions) has gap 10 (in the second sequence; 3 in the first)."""
     x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 5.0]], dtype=torch.float64).reshape(2, 4, 1)
     perm = torch.tensor([1, 2, 3, 0])
     mean_mixer, running_sum = _example_layers()
@@ -316,8 +316,9 @@ def permutation_gap_example(fn: Callable) -> None:
             "looks the same in every order, and [1, 2, 3, 5]. perm = [1, 2, 3, 0], so the second sequence "
             "of x[:, perm] is [2, 3, 5, 1], and the inverse permutation is argsort(perm) = [3, 0, 1, 2].\n"
             "Running sum: on the second sequence layer(x) = [1, 3, 6, 11]; layer(x[:, perm]) = [2, 5, 10, 11], "
-            "un-permuted [11, 2, 5, 10]; the gap there is max |[10, -1, -1, -1]| = 10 (the first sequence's "
-            "gap is 0), so the answer is 10.\n"
+            "un-permuted [11, 2, 5, 10]; the gap there is max |[10, -1, -1, -1]| = 10. On the first sequence "
+            "both outputs are [1, 2, 3, 4], un-permuted [4, 1, 2, 3], a gap of 3. The answer is the largest "
+            "over the whole batch: 10.\n"
             "Mean mixer (x + mean): the un-permuted output equals layer(x) exactly; the gap is 0.") from None
     print("gap of x + mean(x): 0 (equivariant); gap of cumsum: 10 (not equivariant)")
     passed("permutation_gap (worked example)")
@@ -337,8 +338,10 @@ def permutation_gap(fn: Callable) -> None:
     """Hidden check: self-attention and a feed-forward layer (equivariant), causal attention and
     attention on x + sinusoidal positions (not), with fresh inputs and permutations.
 
-    The first of the B = 3 sequences repeats one vector at every position, so every layer's gap
-    on it is exactly 0: an answer that looks at batch element 0 only can never pass."""
+    The first of the B = 3 sequences repeats one vector at every position. Causal attention then
+    gives the same output at every position (each averages copies of one value vector), so its gap
+    on that sequence is 0 up to rounding while the whole batch's is large: an answer that looks at
+    batch element 0 only can never pass the causal case."""
     gen = rng()
     torch.manual_seed(int(gen.integers(2**31)))
     B, T, d = 3, int(gen.integers(5, 10)), 16
