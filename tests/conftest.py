@@ -1,5 +1,17 @@
 import sys
 from pathlib import Path
 
-# tests import their own helpers (notebook_tools) by name
+import pytest
+import torch
+
+# tests import their own helpers (notebook_tools, check_tools) by name
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: threads cost more than they save (and CI runs test files in parallel)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

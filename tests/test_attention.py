@@ -15,23 +15,7 @@ from transformer_course import attention as ref
 from transformer_course.data import RecallVocab, make_recall_batch
 from transformer_course.grading import CheckFailed
 from transformer_course.grading import attention as check
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads cost more than they save (and CI runs files in parallel)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def fails_with(check_fn, *args, hint: str):
-    """Run a check expecting CheckFailed whose message contains ``hint``."""
-    with pytest.raises(CheckFailed) as info:
-        check_fn(*args)
-    assert hint in str(info.value), f"expected hint {hint!r} in:\n{info.value}"
-    return str(info.value)
+from check_tools import fails_with
 
 
 def sdpa(q, k, v, mask=None, **kwargs):

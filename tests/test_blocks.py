@@ -19,14 +19,6 @@ from transformer_course.seq2seq import (Seq2SeqConfig, Seq2SeqTransformer, exact
                                         train_seq2seq)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def close(a, b, atol=1e-5):
     torch.testing.assert_close(a, b, atol=atol, rtol=1e-5)
 

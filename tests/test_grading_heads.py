@@ -12,21 +12,7 @@ import torch.nn.functional as F
 from transformer_course import attention as ref
 from transformer_course.grading import CheckFailed
 from transformer_course.grading import heads as check
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def fails_with(check_fn, *args, hint: str):
-    with pytest.raises(CheckFailed) as info:
-        check_fn(*args)
-    assert hint in str(info.value), f"expected hint {hint!r} in:\n{info.value}"
-    return str(info.value)
+from check_tools import fails_with
 
 
 # ------------------------------------------------------------ learner-style answers ---

@@ -12,17 +12,8 @@ import torch.nn as nn
 
 from notebook_tools import ROOT
 from transformer_course import positions as ref
-from transformer_course.grading import CheckFailed
 from transformer_course.grading import positions as check
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads cost more than they save (and CI runs files in parallel)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from check_tools import fails_with
 
 
 def learner(source: str) -> dict:
@@ -44,13 +35,6 @@ def solution_source() -> str:
 @pytest.fixture(scope="module")
 def solution():
     return learner(solution_source())
-
-
-def fails_with(check_fn, *args, hint: str) -> str:
-    with pytest.raises(CheckFailed) as info:
-        check_fn(*args)
-    assert hint in str(info.value), f"expected hint {hint!r} in:\n{info.value}"
-    return str(info.value)
 
 
 NAMES = {

@@ -21,15 +21,6 @@ from transformer_course.grading import CheckFailed
 from transformer_course.grading import rnn as check
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second thread only adds synchronisation (and contention on a busy machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def clone(f):
     """The same function under another identity: what a learner who copied the model answer has."""
     # a fresh code object, as pasting the source into a notebook would compile
