@@ -2,6 +2,7 @@
 mistake fails its exercise with the hint that names it."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -10,26 +11,12 @@ import torch.nn.functional as F
 from transformer_course import blocks as ref
 from transformer_course.attention import MultiHeadAttention
 from transformer_course.data import DigitVocab
-from transformer_course.grading import CheckFailed
 from transformer_course.grading import blocks as check
 from transformer_course.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, shift_right, train_seq2seq
 
+from check_tools import fails_with
+
 BOS = DigitVocab().bos
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def fails_with(check_fn, *args, hint: str):
-    with pytest.raises(CheckFailed) as info:
-        check_fn(*args)
-    assert hint in str(info.value), f"expected hint {hint!r} in:\n{info.value}"
-    return str(info.value)
 
 
 # ============================================================ the model answers ===
@@ -225,8 +212,48 @@ def test_layer_norm_mistakes(fn, hint):
 
 
 def test_layer_norm_visible_example_catches_the_common_ones():
-    for fn, hint in ((ln_unbiased, "unbiased"), (ln_axis(1), "sequence axis"), (ln_no_bias, "shift")):
+    for fn, hint in ((ln_unbiased, "unbiased"), (ln_axis(1), "sequence axis"), (ln_no_bias, "shift"),
+                     (ln_axis(0), "batch axis")):
         fails_with(check.layer_norm_example, fn, hint=hint)
+
+
+def ln_numpy_then_affine(x, w, b, eps=1e-5):
+    """Normalised in numpy, then scaled and shifted in torch: connected to weight, cut off from x."""
+    a = x.detach().cpu().numpy()
+    xhat = (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + eps)
+    return torch.from_numpy(xhat).to(x.device) * w + b
+
+
+def ln_detached_stats(x, w, b, eps=1e-5):
+    mean = x.mean(dim=-1, keepdim=True).detach()
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True).detach()
+    return w * (x - mean) / torch.sqrt(var + eps) + b
+
+
+def ln_detached_bias(x, w, b, eps=1e-5):
+    return ln_good(x, w, b.detach(), eps)
+
+
+def ln_float32(x, w, b, eps=1e-5):
+    x32 = x.float()
+    mean = x32.mean(-1, keepdim=True)
+    var = x32.var(-1, unbiased=False, keepdim=True)
+    return w * (x32 - mean) / torch.sqrt(var + eps) + b          # promoted back to float64 by w
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (ln_numpy_then_affine, "autograd"),
+    (ln_detached_stats, "autograd"),
+    (ln_detached_bias, "reaches `bias`"),
+])
+def test_layer_norm_gradients_are_checked(fn, hint):
+    """The output is right; only the gradients (to x, or to bias) show the mistake."""
+    fails_with(check.layer_norm, fn, hint=hint)
+    fails_with(check.layer_norm_example, fn, hint=hint)
+
+
+def test_layer_norm_in_float32_is_named():
+    fails_with(check.layer_norm, ln_float32, hint="keep the input's dtype")
 
 
 # ============================================================= 2. feed-forward ===
@@ -399,6 +426,24 @@ def test_encoder_mistakes(forward, hint):
     fails_with(check.encoder_block, encoder_class(forward), hint=hint)
 
 
+def enc_causal(self, x, mask=None):
+    if self.norm_first:
+        x = x + self.self_attn(self.norm1(x), mask=mask, is_causal=True)[0]
+        return x + self.ff(self.norm2(x))
+    x = self.norm1(x + self.self_attn(x, mask=mask, is_causal=True)[0])
+    return self.norm2(x + self.ff(x))
+
+
+def test_encoder_with_a_causal_mask_is_named():
+    fails_with(check.encoder_block, encoder_class(enc_causal), hint="bidirectional")
+    fails_with(check.encoder_block_example, encoder_class(enc_causal), hint="bidirectional")
+
+
+def test_encoder_visible_example_uses_a_padding_mask():
+    fails_with(check.encoder_block_example, encoder_class(enc_mask_ignored), hint="padding mask is ignored")
+    fails_with(check.encoder_block_example, encoder_class(enc_mask_inverted), hint="inverted")
+
+
 def test_encoder_visible_example_catches_swapped_arrangements():
     fails_with(check.encoder_block_example, encoder_class(enc_always_post), hint="ignores norm_first")
 
@@ -530,6 +575,54 @@ def test_decoder_cross_on_x_with_mask_is_explained():
     fails_with(check.decoder_block, decoder_class(dec_cross_on_x_masked), hint="memory")
 
 
+def _dec_with(self_mask=None, cross=lambda self, h, memory, m: self.cross_attn(h, memory, mask=m)[0],
+              invert_memory_mask=False):
+    """A decoder written right except for the self-attention mask, cross-attention or memory mask."""
+    def forward(self, x, memory, *, memory_mask=None, is_causal=True):
+        T = x.shape[1]
+        sm = None if self_mask is None else self_mask(T)
+        mm = memory_mask if memory_mask is None or not invert_memory_mask else ~memory_mask
+
+        def sa(h):
+            return self.self_attn(h, mask=sm)[0] if sm is not None else self.self_attn(h, is_causal=is_causal)[0]
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            x = x + cross(self, self.norm2(x), memory, mm)
+            return x + self.ff(self.norm3(x))
+        x = self.norm1(x + sa(x))
+        x = self.norm2(x + cross(self, x, memory, mm))
+        return self.norm3(x + self.ff(x))
+    return forward
+
+
+def _diagonal_excluded(T):
+    m = torch.ones(T, T, dtype=torch.bool).tril(-1)
+    m[0, 0] = True
+    return m
+
+
+@pytest.mark.parametrize("forward, hint", [
+    (_dec_with(self_mask=lambda T: torch.ones(T, T, dtype=torch.bool).triu()), "lower triangle WITH the diagonal"),
+    (_dec_with(self_mask=_diagonal_excluded), "lower triangle WITH the diagonal"),
+    (_dec_with(invert_memory_mask=True), "memory_mask is inverted"),
+])
+def test_decoder_mask_mistakes_are_named(forward, hint):
+    fails_with(check.decoder_block, decoder_class(forward), hint=hint)
+    fails_with(check.decoder_block_example, decoder_class(forward), hint=hint)
+
+
+def test_decoder_cross_attention_arguments_swapped():
+    """No mask given: the message names the swapped arguments and does not blame memory_mask."""
+    swapped = _dec_with(cross=lambda self, h, memory, m: self.cross_attn(memory, h, mask=m)[0])
+    message = fails_with(check.decoder_block_example, decoder_class(swapped), hint="arguments are swapped")
+    assert "memory_mask" not in message
+    fails_with(check.decoder_block, decoder_class(swapped), hint="self.cross_attn(h, memory")
+
+
+def test_decoder_visible_example_uses_a_memory_mask():
+    fails_with(check.decoder_block_example, decoder_class(dec_memory_mask_ignored), hint="memory_mask is ignored")
+
+
 def test_decoder_visible_example_catches_no_causal_mask():
     fails_with(check.decoder_block_example, decoder_class(dec_no_causal), hint="not causal")
 
@@ -617,6 +710,69 @@ def test_untrained_model_fails():
 
 def test_model_from_package_blocks_is_refused():
     fails_with(check.trained_model, Seq2SeqTransformer(Seq2SeqConfig()), hint="not yours")
+
+
+def test_hidden_trained_model_check_is_reproducible(monkeypatch):
+    """A statistical check: 1,000 sequences, the same ones at every grading, 90% needed."""
+    seen = []
+
+    def record(model, n, gen, threshold=check.TRAINED_THRESHOLD, length=8):
+        seen.append((n, threshold, gen.integers(0, 2**31, size=4).tolist()))
+        return 1.0
+    monkeypatch.setattr(check, "_check_trained", record)
+    check.trained_model(None)
+    check.trained_model(None)
+    assert seen[0] == seen[1] and seen[0][0] >= 1000 and seen[0][1] <= 0.9
+
+
+def make_train(schedule="good", opt=torch.optim.Adam):
+    """The exercise's train(), with the warm-up written right or wrong."""
+    from transformer_course.data import make_digit_batch
+
+    def lam(warmup):
+        if schedule == "ignored" or not warmup:
+            return lambda step: 1.0
+        if schedule == "from_zero":
+            return lambda step: min(1.0, step / warmup)
+        if schedule == "too_slow":
+            return lambda step: min(1.0, (step + 1) / (2 * warmup))
+        return lambda step: min(1.0, (step + 1) / warmup)
+
+    def train(model, steps=400, lr=2e-3, *, batch_size=64, length=8, task="reverse", warmup=0, seed=0,
+              desc="training"):
+        gen = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        model.train()
+        optimiser = opt(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(optimiser, lam(warmup if schedule != "zero_broken" else 2))
+        losses = []
+        for _ in range(steps):
+            src, tgt = (torch.from_numpy(a) for a in make_digit_batch(batch_size, length, task, rng=gen))
+            loss = loss_good(model, src, tgt)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            sched.step()
+            losses.append(loss.item())
+        model.eval()
+        return losses
+    return train
+
+
+def test_train_schedule_passes_good_schedules(capsys):
+    check.train_schedule(make_train())
+    check.train_schedule(make_train("from_zero"))              # a climb that starts at 0 is accepted
+    check.train_schedule(make_train(opt=torch.optim.AdamW))
+    assert "all checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("schedule, hint", [
+    ("ignored", "`warmup` is ignored"),
+    ("too_slow", "not a linear climb"),
+    ("zero_broken", "with warmup=0"),
+])
+def test_train_schedule_mistakes(schedule, hint):
+    fails_with(check.train_schedule, make_train(schedule), hint=hint)
 
 
 @pytest.mark.slow

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .. import attention as att
 from .. import blocks as ref
 from .. import seq2seq as s2s
 from ..data import DigitVocab, make_digit_batch
-from .core import CheckFailed, as_numpy, call, expect_close, fail, matches, passed, rng
+from .core import CheckFailed, as_numpy, call, diagnose, expect_close, fail, matches, passed, rng
 
 __all__ = [
     "layer_norm_example", "layer_norm",
@@ -36,7 +37,7 @@ __all__ = [
     "encoder_block_example", "encoder_block",
     "decoder_block_example", "decoder_block",
     "seq2seq_loss_example", "seq2seq_loss",
-    "trained_model_example", "trained_model",
+    "trained_model_example", "trained_model", "train_schedule",
 ]
 
 # ------------------------------------------------------------------ hints ---
@@ -89,9 +90,19 @@ HINT_AFFINE_ORDER = (
     "weight * x_hat + bias, not (x_hat + bias) * weight."
 )
 HINT_NO_GRAD = (
-    "your output is not connected to autograd: did you go through numpy, call .detach()/.item(), or "
-    "build a new tensor with torch.tensor(...)? Use torch operations only, so that training can "
-    "update `weight` and `bias`."
+    "your output is not (fully) connected to autograd: did you go through numpy, call .detach() / "
+    ".item() / .data (on x, the mean or the variance), or build a new tensor with torch.tensor(...)? "
+    "Use torch operations only, so that the gradient reaches x (the earlier layers), `weight` and "
+    "`bias` during training."
+)
+HINT_GRAD_WRONG = (
+    "the gradient must flow through every part of the formula as written: use torch operations on "
+    "`weight` and `bias` themselves (no .detach(), .data or copies), y = weight * x_hat + bias."
+)
+HINT_DTYPE = (
+    "keep the input's dtype: your result is right to about 7 digits, as if computed in float32, but this "
+    "input is float64. Compute in the dtype of x (no .float() or torch.float32 casts), so that a float64 "
+    "input gives a float64 result."
 )
 HINT_NOT_TENSOR = (
     "return a torch tensor (use torch operations on the inputs): the blocks later in this notebook "
@@ -171,6 +182,20 @@ HINT_NO_CAUSAL = (
     "the decoder's self-attention is not causal: position i must not see the target tokens after it. "
     "Pass is_causal=is_causal to self.self_attn (during training the decoder reads the whole shifted "
     "target at once, and without the mask it can copy the answer)."
+)
+HINT_CAUSAL_WRONG = (
+    "the decoder's causal mask is wrong: position i may attend to positions 0..i, itself included, so "
+    "the mask (True = may attend) is the lower triangle WITH the diagonal, torch.ones(T, T).tril() "
+    "(not triu, not tril(-1)); simplest: self.self_attn(h, is_causal=is_causal)."
+)
+HINT_ENC_CAUSAL = (
+    "the encoder's self-attention is bidirectional: every source position sees every other one (only "
+    "padding is masked). No is_causal and no causal mask in the encoder block: "
+    "self.self_attn(h, mask=mask)."
+)
+HINT_MEMORY_MASK_INVERTED = (
+    "memory_mask is inverted: in this course True means 'may attend' (torch's layers use the opposite "
+    "convention); pass it to cross-attention unchanged: self.cross_attn(h, memory, mask=memory_mask)."
 )
 HINT_CROSS_ON_X = (
     "cross-attention attends to the decoder's own positions instead of the encoder's output: the "
@@ -314,24 +339,43 @@ def _layer_norm_mistakes(x, w, b, eps) -> list[tuple[str, Any]]:
 def _check_layer_norm_case(fn: Callable, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float,
                            label: str, pass_eps: bool = True) -> None:
     what = f"layer_norm on {label}"
-    x_before = x.clone()
     kwargs = {"eps": eps} if pass_eps else {}
+    x_leaf = x.clone().requires_grad_(True)
+    x_in = x_leaf * 1.0                # not a leaf: an in-place `x -= mean` runs, and is caught below
     w_in = w.clone().requires_grad_(True)
-    out = _tensor_result(call(fn, x, w_in, b, what=what, forbid=_LAYER_NORMS, **kwargs), what)
-    if not torch.equal(x, x_before):
+    b_in = b.clone().requires_grad_(True)
+    out = _tensor_result(call(fn, x_in, w_in, b_in, what=what, forbid=_LAYER_NORMS, **kwargs), what)
+    if not torch.equal(x_in.detach(), x):
         fail(f"{what} changed its input x in place.",
              "compute new tensors (x - mean) rather than modifying x (x -= mean).")
+    if out.dtype != x.dtype:
+        fail(f"{what} returned a {out.dtype} tensor for a {x.dtype} input.", HINT_DTYPE)
     theirs = nn.LayerNorm(x.shape[-1], eps=eps, dtype=x.dtype)
     with torch.no_grad():
         theirs.weight.copy_(w)
         theirs.bias.copy_(b)
-        expected = theirs(x)
-    expect_close(out.detach(), expected, what=what, **TOL64,
-                 mistakes=_layer_norm_mistakes(x, w, b, eps),
+    x_ref = x.clone().requires_grad_(True)
+    expected = theirs(x_ref)
+    mistakes = _layer_norm_mistakes(x, w, b, eps)
+    if out.shape == expected.shape and not matches(out.detach(), expected.detach(), **TOL64):
+        diagnose(out.detach(), mistakes, what, **TOL64)
+        if matches(out.detach(), expected.detach(), atol=1e-5, rtol=1e-4):     # float32 rounding, nothing else
+            fail(f"{what} is close to the reference but not within float64 precision.", HINT_DTYPE)
+    expect_close(out.detach(), expected.detach(), what=what, **TOL64, mistakes=mistakes,
                  hint="normalise over the last axis: (x - mean) / sqrt(var + eps) with the biased variance "
                       "(divide by d), then weight * x_hat + bias.")
     if not out.requires_grad:
-        fail(f"{what}: the output does not depend on `weight` through autograd.", HINT_NO_GRAD)
+        fail(f"{what}: the output is not connected to autograd.", HINT_NO_GRAD)
+    g = torch.from_numpy(rng().normal(size=tuple(out.shape)))
+    grads = torch.autograd.grad(out, (x_leaf, w_in, b_in), g, allow_unused=True)
+    grads_ref = torch.autograd.grad(expected, (x_ref, theirs.weight, theirs.bias), g)
+    for name, mine, ref_grad in zip(("x", "weight", "bias"), grads, grads_ref):
+        if mine is None or not bool(mine.abs().max() > 0):
+            fail(f"{what}: no gradient reaches `{name}` through your output (its gradient is "
+                 f"{'missing' if mine is None else 'zero'}).", HINT_NO_GRAD)
+        if not matches(mine, ref_grad, atol=1e-7, rtol=1e-6):
+            fail(f"{what}: the output is right, but its gradient with respect to `{name}` differs from "
+                 "torch.nn.LayerNorm's.", HINT_NO_GRAD if name == "x" else HINT_GRAD_WRONG)
 
 
 def _ln_inputs(gen: np.random.Generator, shape, scale=3.0, shift=1.0):
@@ -342,15 +386,16 @@ def _ln_inputs(gen: np.random.Generator, shape, scale=3.0, shift=1.0):
     return x, w, b
 
 
-LN_EXAMPLE_X = torch.tensor([[[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]]], dtype=torch.float64)
+LN_EXAMPLE_X = torch.tensor([[[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 4.0, 4.0]],
+                             [[2.0, -1.0, 0.0, 3.0], [5.0, 5.0, 5.0, 9.0]]], dtype=torch.float64)
 LN_EXAMPLE_W = torch.tensor([1.0, 1.0, 2.0, 2.0], dtype=torch.float64)
 LN_EXAMPLE_B = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
 
 
 def layer_norm_example(fn: Callable) -> None:
-    """Visible check: one (1, 2, 4) input with a scale and a shift, against torch.nn.LayerNorm."""
+    """Visible check: one (2, 2, 4) input with a scale and a shift, against torch.nn.LayerNorm."""
     _check_layer_norm_case(fn, LN_EXAMPLE_X.clone(), LN_EXAMPLE_W, LN_EXAMPLE_B, 1e-5,
-                           "the worked example (shape (1, 2, 4), eps=1e-5)")
+                           "the worked example (shape (2, 2, 4), eps=1e-5)")
     out = call(fn, LN_EXAMPLE_X.clone(), LN_EXAMPLE_W, LN_EXAMPLE_B, eps=1e-5, what="layer_norm")
     print("x =", LN_EXAMPLE_X[0].tolist())
     print("layer_norm(x) =", np.round(as_numpy(out)[0], 4).tolist())
@@ -590,7 +635,8 @@ def _enc_variant(r: ref.EncoderBlock, x, mask, *, norm_first, styles=("ok", "ok"
         mask = None
     elif variant == "mask_inverted":
         mask = ~mask
-    h = _wrap(x, lambda t: r.self_attn(t, mask=mask)[0], n1, norm_first, styles[0])
+    causal = variant == "causal"
+    h = _wrap(x, lambda t: r.self_attn(t, mask=mask, is_causal=causal)[0], n1, norm_first, styles[0])
     if variant == "ff_on_input":                        # the FFN reads the block's input, not h
         return (h + r.ff(n2(x))) if norm_first else n2(h + r.ff(x))
     return _wrap(h, r.ff, n2, norm_first, styles[1])
@@ -606,6 +652,7 @@ def _enc_mistakes(r, x, mask, norm_first):
         out.append((HINT_NO_RESIDUAL, _enc_variant(r, x, mask, norm_first=not norm_first,
                                                    styles=("no_residual", "no_residual"))))
         for variant, hint in (("norms_swapped", HINT_NORMS_SWAPPED), ("ff_on_input", HINT_FF_ON_INPUT),
+                              ("causal", HINT_ENC_CAUSAL),
                               ("mask_ignored", HINT_MASK_IGNORED), ("mask_inverted", HINT_MASK_INVERTED)):
             if variant.startswith("mask") and mask is None:
                 continue
@@ -651,11 +698,14 @@ def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
 
 
 def encoder_block_example(cls: Callable) -> None:
-    """Visible check: one small post-LN and one pre-LN block against torch's TransformerEncoderLayer."""
+    """Visible check: small post-LN and pre-LN blocks against torch's TransformerEncoderLayer, with and
+    without a padding mask."""
     gen = np.random.default_rng(0)
     for norm_first in (False, True):
         _check_encoder_case(cls, norm_first, gen, 2, 5, 8, 2, 32, None)
-    print("post-LN and pre-LN blocks match torch.nn.TransformerEncoderLayer on a (2, 5, 8) batch")
+        _check_encoder_case(cls, norm_first, gen, 2, 5, 8, 2, 32, [5, 3])
+    print("post-LN and pre-LN blocks match torch.nn.TransformerEncoderLayer on a (2, 5, 8) batch, "
+          "without and with a padding mask (lengths 5 and 3)")
     passed("EncoderBlock (worked example)")
 
 
@@ -675,9 +725,17 @@ def encoder_block(cls: Callable) -> None:
 def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, styles=("ok", "ok", "ok"),
                  variant=""):
     n1, n2, n3 = (r.norm2, r.norm1, r.norm3) if variant == "norms_swapped" else (r.norm1, r.norm2, r.norm3)
-    causal = variant != "no_causal"
+    causal = variant not in ("no_causal", "triu", "diagonal_excluded")
     mmask = None if variant in ("memory_mask_ignored", "memory_mask_on_self") else memory_mask
+    if variant == "memory_mask_inverted":
+        mmask = ~memory_mask
     smask = memory_mask if variant == "memory_mask_on_self" else None
+    T = x.shape[1]
+    if variant == "triu":                                 # the upper triangle: the future, not the past
+        smask = torch.ones(T, T, dtype=torch.bool).triu()
+    elif variant == "diagonal_excluded":                  # tril(-1), first row kept so that it can attend
+        smask = torch.ones(T, T, dtype=torch.bool).tril(-1)
+        smask[0, 0] = True
 
     def sa(h):
         return r.self_attn(h, mask=smask, is_causal=causal)[0]
@@ -699,7 +757,8 @@ def _dec_variant(r: ref.DecoderBlock, x, memory, memory_mask, *, norm_first, sty
 DEC_VARIANTS = [
     ("no_causal", HINT_NO_CAUSAL), ("cross_on_x", HINT_CROSS_ON_X), ("cross_on_input", HINT_CROSS_ON_X),
     ("cross_wrong_module", HINT_CROSS_WRONG_MODULE), ("memory_mask_ignored", HINT_MEMORY_MASK_IGNORED),
-    ("memory_mask_on_self", HINT_MEMORY_MASK_ON_SELF), ("norms_swapped", HINT_NORMS_SWAPPED),
+    ("memory_mask_on_self", HINT_MEMORY_MASK_ON_SELF), ("memory_mask_inverted", HINT_MEMORY_MASK_INVERTED),
+    ("norms_swapped", HINT_NORMS_SWAPPED), ("triu", HINT_CAUSAL_WRONG), ("diagonal_excluded", HINT_CAUSAL_WRONG),
 ]
 
 
@@ -724,12 +783,19 @@ def _dec_mistakes(r, x, memory, memory_mask, norm_first):
     return [(h, m.numpy()) for h, m in out]
 
 
-def _dec_explain(exc: Exception) -> str | None:
-    if isinstance(exc, RuntimeError) and "size of tensor" in str(exc):
-        return ("a shape mismatch between the target (length T) and the memory (length S): memory_mask, "
-                "shape (B, 1, S), belongs to cross-attention, whose keys come from memory: "
-                "self.cross_attn(h, memory, mask=memory_mask); self-attention only gets is_causal.")
-    return None
+def _dec_explainer(memory_mask_given: bool) -> Callable[[Exception], str | None]:
+    def explain(exc: Exception) -> str | None:
+        if not (isinstance(exc, RuntimeError) and "size of tensor" in str(exc)):
+            return None
+        swapped = ("cross-attention's arguments are swapped: its queries come from the decoder (h, length T), "
+                   "its keys and values from memory (length S): self.cross_attn(h, memory, ...)")
+        if not memory_mask_given:
+            return f"a shape mismatch between the target (length T) and the memory (length S): {swapped}."
+        return ("a shape mismatch between the target (length T) and the memory (length S). Either memory_mask "
+                "went to self-attention (it has shape (B, 1, S) and belongs to cross-attention, whose keys "
+                "come from memory: self.cross_attn(h, memory, mask=memory_mask); self-attention only gets "
+                f"is_causal), or {swapped}.")
+    return explain
 
 
 def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, S: int,
@@ -761,7 +827,8 @@ def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
     kwargs = {} if memory_mask is None else {"memory_mask": memory_mask}
     try:
         with torch.no_grad():
-            out = _tensor_result(call(mine, x, memory, what=case, forbid=_BLOCKS, explain=_dec_explain, **kwargs),
+            out = _tensor_result(call(mine, x, memory, what=case, forbid=_BLOCKS,
+                                      explain=_dec_explainer(memory_mask is not None), **kwargs),
                                  case)
         r = ref.load_torch_decoder_layer(ref.DecoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
         expect_close(out, expected, what=case, **TOL64, mistakes=_dec_mistakes(r, x, memory, memory_mask, norm_first),
@@ -773,11 +840,14 @@ def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
 
 
 def decoder_block_example(cls: Callable) -> None:
-    """Visible check: small post-LN and pre-LN blocks against torch's TransformerDecoderLayer."""
+    """Visible check: small post-LN and pre-LN blocks against torch's TransformerDecoderLayer, with and
+    without a memory mask."""
     gen = np.random.default_rng(1)
     for norm_first in (False, True):
         _check_decoder_case(cls, norm_first, gen, 2, 4, 6, 8, 2, 32, None)
-    print("post-LN and pre-LN blocks match torch.nn.TransformerDecoderLayer (target length 4, memory length 6)")
+        _check_decoder_case(cls, norm_first, gen, 2, 4, 6, 8, 2, 32, [6, 4])
+    print("post-LN and pre-LN blocks match torch.nn.TransformerDecoderLayer (target length 4, memory length 6), "
+          "without and with a memory mask (source lengths 6 and 4)")
     passed("DecoderBlock (worked example)")
 
 
@@ -840,7 +910,9 @@ def _loss_case(fn: Callable, model: nn.Module, src: torch.Tensor, tgt: torch.Ten
              "F.cross_entropy averages over all positions by default; reshape logits to (B*T, V) and the target "
              "to (B*T,).")
     if not loss.requires_grad:
-        fail(f"{what}: the loss is not connected to the model's parameters.", HINT_NO_GRAD)
+        fail(f"{what}: the loss is not connected to the model's parameters.",
+             "compute the loss with torch operations on the model's logits (no .detach(), .item() or "
+             "numpy), so that loss.backward() reaches the weights.")
     with torch.no_grad():
         logits = model(src, shifted)
         V = logits.shape[-1]
@@ -905,7 +977,11 @@ def _blocks_problem(model: nn.Module) -> str | None:
     return None
 
 
-def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: float = 0.95,
+TRAINED_THRESHOLD = 0.90      # the model answer reaches about 100%; 100 training steps give about 95%
+HIDDEN_SEED = 20_500_417      # a statistical check: fixed sequences, so that regrading never flips it
+
+
+def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: float = TRAINED_THRESHOLD,
                    length: int = 8) -> float:
     if model is None:
         fail("seq2seq_model is None: the training cell did not build it.",
@@ -945,6 +1021,79 @@ def trained_model_example(model: Any) -> None:
 
 
 def trained_model(model: Any) -> None:
-    """Hidden check: 500 fresh sequences the model has never seen."""
-    _check_trained(model, 500, rng())
+    """Hidden check: 1,000 sequences the model has never seen (a fixed hidden seed, so that a model
+    near the threshold gets the same grade every time)."""
+    _check_trained(model, 1000, rng(HIDDEN_SEED))
     passed("seq2seq_model")
+
+
+# ------------------------------------------- 6b. the warm-up schedule ---
+
+HINT_WARMUP_IGNORED = (
+    "`warmup` is ignored: with warmup=W the learning rate must climb linearly over the first W steps "
+    "(lr/W, 2 lr/W, ..., lr) and stay at lr after that. Section 6's third curve (post-LN with warm-up) "
+    "needs it. One way: torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / "
+    "warmup) if warmup else 1.0), and schedule.step() after every optimiser.step()."
+)
+HINT_WARMUP_SHAPE = (
+    "the warm-up is not a linear climb to lr: with warmup=W the rate at step s (from 0) is lr * (s + 1) / W "
+    "up to step W - 1, then lr (LambdaLR with min(1.0, (step + 1) / warmup); call schedule.step() once per "
+    "training step, after optimiser.step())."
+)
+HINT_WARMUP_ZERO = (
+    "with warmup=0 the learning rate must be `lr` from the first step to the last (no schedule at all)."
+)
+
+
+@contextlib.contextmanager
+def _record_learning_rates():
+    """Every optimiser step's learning rate (of its first parameter group), whatever optimiser is used."""
+    rates: list[float] = []
+
+    def hook(optimiser, args, kwargs):
+        rates.append(float(optimiser.param_groups[0]["lr"]))
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        yield rates
+    finally:
+        handle.remove()
+
+
+def _train_rates(fn: Callable, steps: int, lr: float, warmup: int) -> list[float]:
+    torch.manual_seed(0)
+    model = s2s.Seq2SeqTransformer(s2s.Seq2SeqConfig(d_model=8, n_heads=2, d_ff=16, n_layers=1))
+    what = f"train(model, steps={steps}, lr={lr}, batch_size=4, length=4, warmup={warmup})"
+    with _record_learning_rates() as rates:
+        losses = call(fn, model, steps=steps, lr=lr, batch_size=4, length=4, warmup=warmup, what=what,
+                      forbid=_LOSS_HELPERS[1:])
+    if losses is None:
+        fail(f"{what} returned None.", "return the list of per-step losses (loss.item() of every step).")
+    if len(rates) != steps:
+        fail(f"{what} made {len(rates)} optimiser steps; expected {steps}, one per training step.",
+             "call optimiser.step() exactly once in each of the `steps` iterations.")
+    return rates
+
+
+def train_schedule(fn: Callable) -> None:
+    """Hidden check: the learner's train() with warmup=0 and with a random warmup, on a tiny model;
+    the learning rate of every optimiser step is recorded (an optimiser step pre-hook)."""
+    gen = rng()
+    lr = float(gen.choice([1e-3, 2e-3, 5e-3]))
+    rates = _train_rates(fn, 5, lr, 0)
+    if not np.allclose(rates, lr, rtol=1e-6, atol=0):
+        fail(f"train(..., lr={lr}, warmup=0) used the learning rates {[f'{r:.3g}' for r in rates]}.",
+             HINT_WARMUP_ZERO)
+    warmup = int(gen.integers(3, 6))
+    steps = warmup + 3
+    rates = _train_rates(fn, steps, lr, warmup)
+    shown = [f"{r:.3g}" for r in rates]
+    if np.allclose(rates, lr, rtol=1e-6, atol=0):
+        fail(f"train(..., lr={lr}, warmup={warmup}) used lr = {lr} from the first step: {shown}.",
+             HINT_WARMUP_IGNORED)
+    # accept (s + 1) / W (the model answer) and s / W (a schedule that starts at 0)
+    accepted = [[lr * min(1.0, (s + k) / warmup) for s in range(steps)] for k in (1, 0)]
+    if not any(np.allclose(rates, a, rtol=1e-6, atol=1e-12) for a in accepted):
+        fail(f"train(..., lr={lr}, warmup={warmup}) used the learning rates {shown}; expected "
+             f"{[f'{r:.3g}' for r in accepted[0]]}.", HINT_WARMUP_SHAPE)
+    passed("train (learning-rate warm-up)")
