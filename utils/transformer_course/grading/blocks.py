@@ -660,20 +660,32 @@ def _enc_mistakes(r, x, mask, norm_first):
     return [(h, m.numpy()) for h, m in out]
 
 
-def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, d: int,
-                        h: int, d_ff: int, lengths: list[int] | None) -> None:
+def _paired_blocks(kind: str, cls: Callable, norm_first: bool, gen: np.random.Generator, d: int, h: int,
+                   d_ff: int):
+    """The learner's block and torch's layer (``kind`` "Encoder" or "Decoder") with the same float64 weights.
+
+    Returns ``(mine, theirs, label, what)``.
+    """
     label = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
-    what = f"EncoderBlock({d}, {h}, {d_ff}, norm_first={norm_first})"
+    what = f"{kind}Block({d}, {h}, {d_ff}, norm_first={norm_first})"
     mine = _make(cls, d, h, d_ff, norm_first=norm_first, what=what)
-    theirs = _torch_init(nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, batch_first=True,
-                                                    norm_first=norm_first, dtype=torch.float64), gen)
+    torch_cls, loader = ((nn.TransformerEncoderLayer, ref.load_torch_encoder_layer) if kind == "Encoder"
+                         else (nn.TransformerDecoderLayer, ref.load_torch_decoder_layer))
+    theirs = _torch_init(torch_cls(d, h, d_ff, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                   dtype=torch.float64), gen)
     mine = mine.double()
     if getattr(mine, "norm_first", None) != norm_first:
         fail(f"{what}.norm_first is {getattr(mine, 'norm_first', None)!r}; keep `self.norm_first = norm_first` "
              "from the __init__ you were given.")
-    _load(ref.load_torch_encoder_layer, mine, theirs, what)
+    _load(loader, mine, theirs, what)
     mine.eval()
     theirs.train()                     # dropout is 0; train mode keeps torch off its fused fast path
+    return mine, theirs, label, what
+
+
+def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, d: int,
+                        h: int, d_ff: int, lengths: list[int] | None) -> None:
+    mine, theirs, label, what = _paired_blocks("Encoder", cls, norm_first, gen, d, h, d_ff)
     x = torch.from_numpy(gen.normal(size=(B, T, d)))
     mask = None
     case = f"{what}, {label}, on a random ({B}, {T}, {d}) batch"
@@ -800,18 +812,7 @@ def _dec_explainer(memory_mask_given: bool) -> Callable[[Exception], str | None]
 
 def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generator, B: int, T: int, S: int,
                         d: int, h: int, d_ff: int, lengths: list[int] | None) -> None:
-    label = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
-    what = f"DecoderBlock({d}, {h}, {d_ff}, norm_first={norm_first})"
-    mine = _make(cls, d, h, d_ff, norm_first=norm_first, what=what)
-    theirs = _torch_init(nn.TransformerDecoderLayer(d, h, d_ff, dropout=0.0, batch_first=True,
-                                                    norm_first=norm_first, dtype=torch.float64), gen)
-    mine = mine.double()
-    if getattr(mine, "norm_first", None) != norm_first:
-        fail(f"{what}.norm_first is {getattr(mine, 'norm_first', None)!r}; keep `self.norm_first = norm_first` "
-             "from the __init__ you were given.")
-    _load(ref.load_torch_decoder_layer, mine, theirs, what)
-    mine.eval()
-    theirs.train()
+    mine, theirs, label, what = _paired_blocks("Decoder", cls, norm_first, gen, d, h, d_ff)
     x = torch.from_numpy(gen.normal(size=(B, T, d)))
     memory = torch.from_numpy(gen.normal(size=(B, S, d)))
     blocked_future = ~att.causal_mask(T, "cpu")                            # torch: True = blocked
