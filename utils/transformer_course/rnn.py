@@ -157,22 +157,24 @@ def jacobian_norms(x, h0, W_xh, W_hh, b) -> np.ndarray:
     return np.linalg.norm(jac[::-1], axis=(1, 2))
 
 
-def jacobian_norms_analytic(x, h0, W_xh, W_hh, b) -> np.ndarray:
+def jacobian_norms_analytic(x, h0, W_xh, W_hh, b, *, dtype=np.float64) -> np.ndarray:
     """:func:`jacobian_norms` from the chain rule, in numpy.
 
     ``d h_s / d h_{s-1} = diag(1 - h_s^2) W_hh``, so
     ``d h_T / d h_{T-d} = prod_{s=T}^{T-d+1} diag(1 - h_s^2) W_hh`` (latest factor on the left).
+    Every step runs in ``dtype``; ``np.float32`` shows how far single precision drifts
+    (``1 - h^2`` loses its digits when tanh saturates).
     """
-    x = np.asarray(x, dtype=np.float64)
-    hs, _ = rnn_forward(x[None], np.asarray(h0, dtype=np.float64)[None], W_xh, W_hh, b)
+    x, h0, W_xh, W_hh, b = (np.asarray(a, dtype=dtype) for a in (x, h0, W_xh, W_hh, b))
+    hs, _ = rnn_forward(x[None], h0[None], W_xh, W_hh, b)
     hs = hs[0]  # (T, d_h): hs[s-1] is h_s
     T, d_h = hs.shape
-    J = np.eye(d_h)
+    J = np.eye(d_h, dtype=dtype)
     norms = [np.linalg.norm(J)]
     for s in range(T, 0, -1):
-        J = J @ ((1.0 - hs[s - 1] ** 2)[:, None] * W_hh)
+        J = J @ ((1 - hs[s - 1] ** 2)[:, None] * W_hh)
         norms.append(np.linalg.norm(J))
-    return np.array(norms)
+    return np.array(norms, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- the recall task
