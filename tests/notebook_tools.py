@@ -33,7 +33,7 @@ def check(notebook: Path, timeout: int = 900) -> dict:
         # one thread per grading kernel, as classroom autograding runs them: the suite
         # grades notebooks in parallel (pytest-xdist) and tiny models oversubscribe badly
         env={**os.environ, "TRANSFORMER_COURSE_ROOT": os.fspath(ROOT), "OMP_NUM_THREADS": "1",
-             "MKL_NUM_THREADS": "1"},
+             "MKL_NUM_THREADS": "1", "TRANSFORMER_COURSE_OFFLINE": "1"},
     )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"stdout must be exactly one JSON object, got:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"

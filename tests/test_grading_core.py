@@ -88,3 +88,26 @@ def test_expect_close_points_at_the_entry_outside_its_tolerance():
     actual = np.array([1000.0005, 0.51])
     with pytest.raises(CheckFailed, match=r"at index \(1,\) yours is 0.51, expected 0.5"):
         core.expect_close(actual, expected, "x", atol=1e-6, rtol=1e-5)
+
+
+def test_forbidding_a_decorated_reference_does_not_catch_other_decorated_functions():
+    """@torch.no_grad() wrappers share one code object: the check must look at the wrapped function."""
+    import torch
+
+    from transformer_course.grading.core import call
+
+    @torch.no_grad()
+    def reference(x):
+        return x + 1
+
+    @torch.no_grad()
+    def learners(x):
+        return x + 1
+
+    @torch.no_grad()
+    def cheat(x):
+        return reference(x)
+
+    assert call(learners, 1, forbid=[reference]) == 2
+    with pytest.raises(CheckFailed, match="computes the very thing"):
+        call(cheat, 1, forbid=[reference])

@@ -12,6 +12,7 @@ zero, so an honest warning would cost a learner their points.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import sys
 import warnings
@@ -91,7 +92,9 @@ def _watch_calls(forbid: Iterable[Callable]):
     builtins: dict[int, str] = {}
     for entry in forbid:
         f, label = entry if isinstance(entry, tuple) else (entry, _qualname(entry))
-        code = getattr(f, "__code__", None)
+        # a decorated function (@torch.no_grad(), functools.wraps) runs the decorator's wrapper, whose code
+        # object every function with that decorator shares: recognise the function it wraps instead
+        code = getattr(inspect.unwrap(f), "__code__", None) if callable(f) else None
         if code is not None:
             codes[id(code)] = label
         else:

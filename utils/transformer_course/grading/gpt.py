@@ -34,7 +34,7 @@ __all__ = [
     "gpt_forward_example", "gpt_forward",
     "load_gpt2_weights_example", "load_gpt2_weights",
     "count_parameters_example", "count_parameters",
-    "next_token_loss_example", "next_token_loss",
+    "next_token_loss_example", "next_token_loss", "trained_gpt",
     "top_k_filter_example", "top_k_filter",
     "top_p_filter_example", "top_p_filter",
     "sample_next_example", "sample_next",
@@ -808,6 +808,69 @@ def next_token_loss(fn: Callable) -> None:
         idx = torch.from_numpy(gen.integers(0, V, (B, T)))
         _check_loss_case(fn, logits, idx, f"random logits {(B, T, V)}")
     passed("next_token_loss")
+
+
+# ---------------------------------------------------------- the trained model ---
+
+TRAINED_SEED = 1_234_567          # fixed held-out windows: the same grade every run
+
+
+def _held_out_ids(corpus_name: str) -> torch.Tensor:
+    """The validation split (the last 10%) of the named corpus, as character ids, rebuilt here."""
+    from .. import corpus
+
+    if corpus_name == "tinyshakespeare":
+        try:
+            text = corpus.load_tiny_shakespeare(download=False)
+        except corpus.CorpusUnavailable as exc:
+            fail(f"the notebook trained on Tiny Shakespeare, but the grader cannot read it from the cache: {exc}")
+    elif corpus_name == "offline":
+        text = corpus.offline_corpus()
+    else:
+        fail(f"corpus_name should be 'tinyshakespeare' or 'offline' (what load_corpus returned), got {corpus_name!r}.")
+    ids = torch.tensor(corpus.CharTokenizer(text).encode(text), dtype=torch.long)
+    return corpus.train_val_split(ids)[1]
+
+
+def trained_gpt(model: Any, corpus_name: str, max_loss: float = 2.5, n_windows: int = 64) -> None:
+    """The character model trained in the notebook: its mean next-character loss on ``n_windows`` fixed
+    windows of the validation text (the last 10% of the corpus, rebuilt here, never trained on) must be
+    below ``max_loss`` nats.
+
+    The loss is computed here from the model's logits (``model(x)[0]``) and the true next characters, so a
+    model trained with unshifted targets or without its causal mask, which can score a low *training* loss,
+    is measured by what it predicts, not by what it reports.
+    """
+    if model is None:
+        fail("the trained model is None: the training cell did not finish.",
+             "complete exercise 2, then run the training cell to the end.")
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        fail(f"expected your trained GPT (an nn.Module with .config), got {type(model).__name__}.")
+    from ..corpus import get_batch
+
+    val_ids = _held_out_ids(corpus_name)
+    vocab = int(val_ids.max()) + 1
+    if model.config.vocab_size < vocab:
+        fail(f"the model's vocab_size is {model.config.vocab_size}, but the corpus has more characters than that.",
+             "build the model with vocab_size=tokenizer.vocab_size.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x, y = get_batch(val_ids, model.config.block_size, n_windows, generator=torch.Generator().manual_seed(TRAINED_SEED))
+        with torch.no_grad():
+            out = call(model, x.to(device), what="your trained GPT on held-out validation text")
+            logits = _tensor(out[0] if isinstance(out, (tuple, list)) else out, "the trained model's logits")
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), y.reshape(-1)).item()
+    finally:
+        model.train(was_training)
+    if not math.isfinite(loss) or loss > max_loss:
+        fail(f"your trained model's loss on held-out text is {loss:.3f} nats per character; it should be below "
+             f"{max_loss} (a model that knows only character frequencies scores about 3.3).",
+             "a low training loss with a high held-out loss means the model saw its answers: check that GPT.forward "
+             "(exercise 2) calls its blocks with is_causal=True and compares the logits with the given targets "
+             "(already the next tokens), then retrain.")
+    passed(f"the trained GPT: {loss:.3f} nats per character on held-out text (below {max_loss})")
 
 
 # -------------------------------------------------------- 6. top-k / 7. top-p ---
