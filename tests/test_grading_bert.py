@@ -245,9 +245,11 @@ def map_good_copy(name):
         return None
     if name.startswith("embeddings."):
         return name.replace("LayerNorm", "norm")
+    if not name.startswith("encoder.layer."):
+        raise KeyError(name)
     _, _, i, rest = name.split(".", 3)
     part, suffix = rest.rsplit(".", 1)
-    return f"layers.{i}.{parts[part]}.{suffix}"
+    return f"layers.{i}.{parts[part]}.{suffix}"          # KeyError for an unknown part
 
 
 def map_norms_swapped(name):
@@ -456,3 +458,27 @@ def test_loss_mistakes(fn, hint):
 def test_training_that_did_not_learn_fails():
     fails_with(check.mlm_training, [9.0] * 60, hint="mlm_mask")
     fails_with(check.mlm_training, None, hint="training cell")
+
+
+def test_mlm_trained_model_check_rejects_an_untrained_model(capsys):
+    config, tok, _ = ref.load_minilm()
+    from transformers import BertConfig
+    small = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, max_position_embeddings=64, layer_norm_eps=1e-12,
+                       hidden_dropout_prob=0.0, pad_token_id=tok.pad_token_id)
+    fails_with(check.mlm_trained_model, ref.BertForMaskedLM(small), tok, hint="check mlm_mask")
+    fails_with(check.mlm_trained_model, None, tok, hint="run the MLM training cell")
+
+
+def test_mask_with_an_integer_special_mask_and_bitwise_not_gets_the_dtype_hint():
+    def mask_bitwise(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
+        selected = (torch.rand(input_ids.shape, generator=generator) < p) & ~special_tokens_mask
+        return torch.where(selected, torch.full_like(input_ids, mask_token_id), input_ids), \
+            torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    fails_with(check.mlm_mask_example, mask_bitwise, hint=".bool()")
+
+
+def test_name_mapping_must_reject_unknown_names():
+    def lenient(name):
+        return map_good_copy(name) if not name.startswith(("cls.", "encoder.layer.0.crossattention")) else name
+    fails_with(check.name_mapping, lenient, hint="raise KeyError(name)")

@@ -36,6 +36,7 @@
 # - write the MLM loss and pre-train a small BERT whose loss goes down.
 #
 # **Prerequisites:** `02_attention` (padding masks), `03_multi_head_attention`,
+# `04_positional_encoding` (learned positions),
 # `05_transformer_blocks` (this notebook builds BERT from the course's `EncoderBlock`, the model
 # answer of 05, in its post-LN form).
 #
@@ -56,6 +57,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # everything below is loca
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import math
+import re
 import time
 
 import ipywidgets as widgets
@@ -177,9 +179,10 @@ check.bert_embeddings(BertEmbeddings)
 # ## 3. Masked-language-model pre-training
 #
 # A model that sees the whole sentence cannot be trained to predict the next word: the answer is
-# in its input. BERT hides it instead. For each sequence it **selects** 15% of the ordinary tokens
-# (never `[CLS]`, `[SEP]` or `[PAD]`) and asks the model to predict the original token at each
-# selected position. Of the selected tokens:
+# in its input. BERT hides it instead. It **selects** each ordinary token (never `[CLS]`, `[SEP]` or
+# `[PAD]`) independently with probability 15%, as transformers' `DataCollatorForLanguageModeling`
+# does (the original code picked a fixed 15% of each sequence), and asks the model to predict the
+# original token at each selected position. Of the selected tokens:
 #
 # - 80% are replaced by `[MASK]`,
 # - 10% by a random token from the vocabulary,
@@ -203,8 +206,10 @@ check.bert_embeddings(BertEmbeddings)
 # `torch.rand` and `torch.randint`), so that a seed reproduces the masking. One way: a uniform
 # number `u` per position selects it when `u < p` (and it is not special); a second uniform `v`
 # splits the selected ones: `v < 0.8` mask, `0.8 <= v < 0.9` random, otherwise keep. Random tokens
-# are drawn uniformly from `0 .. vocab_size - 1`. Do not modify `input_ids`. The hidden checks
-# mask a million tokens and test the proportions statistically.
+# are drawn uniformly from `0 .. vocab_size - 1`. Do not modify `input_ids`. The tokenizer gives
+# `special_tokens_mask` as 0/1 integers: convert it with `.bool()` before `~` (on integers `~` is
+# the bitwise NOT, `~1 == -2`). The hidden checks mask a million tokens and test the proportions
+# statistically.
 
 # %% nbgrader={"grade": false, "grade_id": "mlm_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mlm_mask(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
@@ -326,8 +331,9 @@ for name, t in model_shell.named_parameters():
 # ### Exercise 3: the name mapping (2 points)
 #
 # Write `hf_to_course_name(name)`, returning the course's name, or `None` for the two kinds of
-# entries to skip. Raise `KeyError` for anything else. Python's `re` module, or `str.split(".")`,
-# will do.
+# entries to skip. Raise `KeyError(name)` for anything else (the hidden check tries names of an MLM
+# head and of a decoder's cross-attention, which are no part of this encoder). `re.fullmatch` from
+# Python's `re` module (imported above) matches a whole name against a pattern.
 
 # %% nbgrader={"grade": false, "grade_id": "name_mapping", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def hf_to_course_name(name):
@@ -344,13 +350,14 @@ def hf_to_course_name(name):
     }
     if name == "embeddings.position_ids" or name.startswith("pooler."):
         return None
-    if name.startswith("embeddings."):
-        return name.replace("embeddings.LayerNorm", "embeddings.norm")
-    if not name.startswith("encoder.layer."):
-        raise KeyError(name)
-    layer, rest = name[len("encoder.layer."):].split(".", 1)     # '3', 'attention.self.query.weight'
-    module, suffix = rest.rsplit(".", 1)                          # 'attention.self.query', 'weight'
-    return f"layers.{layer}.{parts[module]}.{suffix}"
+    m = re.fullmatch(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings|LayerNorm)\."
+                     r"(weight|bias)", name)
+    if m:
+        return f"embeddings.{'norm' if m[1] == 'LayerNorm' else m[1]}.{m[2]}"
+    m = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)", name)   # layer, module, suffix
+    if m and m[2] in parts:
+        return f"layers.{m[1]}.{parts[m[2]]}.{m[3]}"
+    raise KeyError(name)
     ### END SOLUTION
 
 
@@ -379,7 +386,8 @@ except (NotImplementedError, ValueError, KeyError) as exc:
     print(f"could not build or load the model yet ({type(exc).__name__}: {exc}); complete exercises 1 and 3")
 
 # %% [markdown]
-# The test below is graded too (3 points): it runs your encoder and transformers' `BertModel`, with
+# The test below is graded too (3 points; it can only pass once exercises 1 and 3 do): it runs
+# your encoder and transformers' `BertModel`, with
 # the same weights, on padded batches of sentences and sentence pairs, and compares the hidden
 # states at the real token positions (the states at padding positions are never used; the two
 # implementations are free to differ there).
@@ -468,7 +476,7 @@ def embed(sentences, batch_size=64):
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = torch.empty(len(sentences), config.hidden_size)
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
+        for start in tqdm(range(0, len(order), batch_size), desc="embedding", disable=len(order) <= batch_size):
             idx = order[start:start + batch_size]
             enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=128,
                             return_tensors="pt").to(device)
@@ -582,7 +590,7 @@ widgets.interact(search, query=widgets.Text(value="How do I make a temporary dir
 # ### Exercise 6: the MLM loss (2 points)
 #
 # Write `mlm_loss(logits, labels)` for logits $(B, T, V)$ and labels $(B, T)$. `F.cross_entropy`
-# takes 2-D logits: flatten.
+# reads dimension 1 as the classes, so flatten to $(B \cdot T, V)$ and $(B \cdot T,)$ first.
 
 # %% nbgrader={"grade": false, "grade_id": "mlm_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mlm_loss(logits, labels):
@@ -604,15 +612,15 @@ check.mlm_loss(mlm_loss)
 # A 2-layer, 64-wide BERT, from random weights, trained for 150 steps on the docstring sentences
 # with your `mlm_mask` and `mlm_loss` and MiniLM's tokenizer. A model that knows nothing starts at
 # $\ln 30522 \approx 10.3$ nats; learning which tokens are common brings it to about 7, and
-# beyond that it must use the context. (BERT-base trained for a million steps of 256 sequences of
-# 512 tokens; this run takes about ten seconds.)
+# beyond that it must use the context. (BERT-base trained for a million steps of 256 sequences,
+# 90% of them 128 tokens long and the rest 512; this run takes about ten seconds.)
 #
 # One saving every MLM implementation makes: the output layer, $d \times 30522$, is by far the
 # most expensive part of this small model, and its predictions are only needed at the selected
 # positions. So the loop runs the encoder on the whole batch, picks out the selected positions'
 # hidden states, and runs the head on those alone. Your `mlm_loss` receives them as one sequence,
-# shape $(1, n_{\text{selected}}, V)$: the same mean over the same positions, about seven times less
-# work.
+# shape $(1, n_{\text{selected}}, V)$: the same mean over the same positions, at least seven times
+# less work (fewer than 15% of the positions, padding included, are selected).
 
 # %%
 from transformers import BertConfig
@@ -653,7 +661,8 @@ except NotImplementedError as exc:
 
 # %% [markdown]
 # The test below is graded (1 point): the loss averaged over the last 20 steps must be at least
-# one nat below the average over the first 20.
+# one nat below the average over the first 20, and, measured by the grader on sentences masked its
+# own way, the trained model must do clearly better than a uniform guess.
 
 # %% nbgrader={"grade": true, "grade_id": "mlm_training_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 from transformer_course.grading import bert as check
@@ -661,6 +670,7 @@ from transformer_course.grading import bert as check
 check.mlm_training(mlm_losses)
 ### BEGIN HIDDEN TESTS
 check.mlm_training(mlm_losses, drop=1.0)
+check.mlm_trained_model(mlm_model if mlm_losses is not None else None, tokenizer)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -368,7 +369,9 @@ def docstring_sentences(modules: Iterable[str] = DOC_MODULES, min_words: int = 5
                            (inspect.isclass(obj) or inspect.isfunction(obj))
                            and getattr(obj, "__module__", None) == mod.__name__]
         for obj in objects:
-            doc = inspect.getdoc(obj) or ""
+            with warnings.catch_warnings():       # deprecated aliases (typing.io) warn when touched
+                warnings.simplefilter("ignore")
+                doc = inspect.getdoc(obj) or ""
             for para in doc.split("\n\n"):
                 if ">>>" in para or "::" in para or para.lstrip().startswith(("-", "*", ":")):
                     continue

@@ -56,12 +56,15 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True               # biases in Linear layers and LayerNorms (GPT-2: True)
+    activation: str = "gelu_tanh"   # GPT-2's tanh-approximated GELU; nanoGPT's model uses the exact "gelu"
 
 
 def default_block(config: GPTConfig) -> nn.Module:
-    """One GPT-2 block: the course's :class:`EncoderBlock`, pre-LN, tanh GELU, ``d_ff = 4 n_embd``."""
+    """One GPT-2 block: the course's :class:`EncoderBlock`, pre-LN, ``config.activation`` (GPT-2's tanh GELU
+    by default), ``d_ff = 4 n_embd``."""
     return EncoderBlock(config.n_embd, config.n_head, 4 * config.n_embd, dropout=config.dropout,
-                        activation="gelu_tanh", norm_first=True, eps=1e-5, bias=config.bias)
+                        activation=getattr(config, "activation", "gelu_tanh"), norm_first=True, eps=1e-5,
+                        bias=config.bias)
 
 
 # parameter names (suffixes) of the projections that write into the residual stream
@@ -178,6 +181,8 @@ def hf_gpt2_config(config: GPTConfig, attn_implementation: str = "eager"):
 
     if not config.bias:
         raise ValueError("GPT-2 in transformers always has biases: use bias=True")
+    if getattr(config, "activation", "gelu_tanh") != "gelu_tanh":
+        raise ValueError("GPT-2 uses the tanh-approximated GELU: use activation='gelu_tanh'")
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
                       n_layer=config.n_layer, n_head=config.n_head, n_inner=None,
                       activation_function="gelu_new", resid_pdrop=config.dropout, embd_pdrop=config.dropout,

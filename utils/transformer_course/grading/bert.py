@@ -35,7 +35,7 @@ __all__ = [
     "name_mapping_example", "name_mapping", "loaded_encoder_example", "loaded_encoder",
     "sentence_embedding_example", "sentence_embedding",
     "semantic_search_example", "semantic_search",
-    "mlm_loss_example", "mlm_loss", "mlm_training",
+    "mlm_loss_example", "mlm_loss", "mlm_training", "mlm_trained_model",
 ]
 
 # ------------------------------------------------------------------ hints ---
@@ -62,8 +62,8 @@ HINT_EPS = (
     "On the real MiniLM weights the difference is about 1e-3."
 )
 HINT_POS_OFFSET = (
-    "the positions are shifted: BERT numbers them from 0, torch.arange(T), not from 1 (that offset is "
-    "RoBERTa's, which reserves the first rows for padding)."
+    "the positions are shifted: BERT numbers them from 0, torch.arange(T), not from 1 (RoBERTa is the model "
+    "that starts later, at padding_idx + 1, reserving the first rows)."
 )
 HINT_SCALED = (
     "the word embeddings are multiplied by sqrt(d): that is the original Transformer's convention (notebook "
@@ -80,8 +80,13 @@ HINT_EMB_FIRST = (
 
 HINT_SPECIAL_MASKED = (
     "special tokens ([CLS], [SEP], [PAD]) were selected or changed: they must never be masked. Select only "
-    "where special_tokens_mask is False: selected = (torch.rand(...) < p) & ~special_tokens_mask, and leave "
-    "the special positions' ids and their label (-100) alone."
+    "where special_tokens_mask is False: selected = (torch.rand(...) < p) & ~special_tokens_mask.bool(), and "
+    "leave the special positions' ids and their label (-100) alone."
+)
+HINT_MASK_DTYPE = (
+    "special_tokens_mask may arrive as 0/1 integers (the tokenizer's return_special_tokens_mask gives int64): "
+    "convert it with special_tokens_mask.bool() before using ~ or &. On integers ~ is the bitwise NOT "
+    "(~0 = -1, ~1 = -2), not a logical one."
 )
 HINT_UNSELECTED_CHANGED = (
     "tokens that were NOT selected (label -100) were changed: the 80/10/10 split applies only to the selected "
@@ -344,13 +349,23 @@ def _mask_inputs(gen: np.random.Generator, B: int, T: int, vocab: int, mask_id: 
     return torch.from_numpy(ids), torch.from_numpy(special)
 
 
+def _explain_mask(exc: Exception) -> str | None:
+    text = str(exc).lower()
+    if "bool" in text or "bitwise" in text:
+        return HINT_MASK_DTYPE
+    return None
+
+
 def _run_mask(fn: Callable, ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab: int, p: float,
-              seed: int, what: str):
+              seed: int, what: str, as_int: bool = False):
+    """``as_int``: pass the special-tokens mask as 0/1 int64, the way the tokenizer returns it."""
     before = ids.clone()
     generator = torch.Generator().manual_seed(seed)
+    given = special.long() if as_int else special
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)                        # answers that ignore `generator` are deterministic too
-        out = call(fn, ids, special, mask_id, vocab, p=p, generator=generator, what=what, forbid=_MASKERS)
+        out = call(fn, ids, given, mask_id, vocab, p=p, generator=generator, what=what, forbid=_MASKERS,
+                   explain=_explain_mask)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(f"{what} returned {type(out).__name__}; expected a pair (masked_inputs, labels).",
              "return masked_inputs, labels")
@@ -390,13 +405,14 @@ def _band(count: int, n: int, prob: float, sigmas: float = 5.0) -> tuple[float, 
     return prob - sigmas * sd, prob + sigmas * sd
 
 
-def _check_mask_stats(fn: Callable, B: int, T: int, vocab: int, p: float, seed: int, label: str) -> dict:
+def _check_mask_stats(fn: Callable, B: int, T: int, vocab: int, p: float, seed: int, label: str,
+                      as_int: bool = False) -> dict:
     gen = np.random.default_rng(seed)
     special_ids = [1, 2, 0]                                  # [CLS], [SEP], [PAD]
     mask_id = 3
     ids, special = _mask_inputs(gen, B, T, vocab, mask_id, special_ids)
     what = f"mlm_mask on {label} (p={p}, vocabulary {vocab})"
-    masked, labels = _run_mask(fn, ids, special, mask_id, vocab, p, seed, what)
+    masked, labels = _run_mask(fn, ids, special, mask_id, vocab, p, seed, what, as_int=as_int)
     selected = _structure(ids, special, masked, labels, what)
     n_ordinary = int((~special).sum())
     n_sel = int(selected.sum())
@@ -452,7 +468,8 @@ def mlm_mask_example(fn: Callable) -> None:
     ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102, 0, 0]])
     special = torch.tensor([[True, False, False, False, False, True, True, True]])
     masked, labels = _run_mask(fn, ids, special, 103, 30522, 0.5, 0, "mlm_mask on [[101, 7592, 2088, 2003, 2307, "
-                               "102, 0, 0]] with p=0.5")
+                               "102, 0, 0]] with p=0.5 (special_tokens_mask as the tokenizer's 0/1 integers)",
+                               as_int=True)
     _structure(ids, special, masked, labels, "mlm_mask on the worked example")
     print("input ids:    ", ids[0].tolist())
     print("masked inputs:", masked[0].tolist())
@@ -466,7 +483,8 @@ def mlm_mask_example(fn: Callable) -> None:
 def mlm_mask(fn: Callable) -> None:
     """Hidden check: 1,000,000 tokens at p = 0.15 and 250,000 at p = 0.3 (fixed seeds), a larger vocabulary."""
     _check_mask_stats(fn, 1000, 1000, 50, 0.15, MASK_SEEDS[0], "1,000 sequences of up to 1,000 tokens")
-    _check_mask_stats(fn, 500, 500, 200, 0.3, MASK_SEEDS[1], "500 sequences of up to 500 tokens")
+    _check_mask_stats(fn, 500, 500, 200, 0.3, MASK_SEEDS[1], "500 sequences of up to 500 tokens "
+                      "(special_tokens_mask as 0/1 integers)", as_int=True)
     passed("mlm_mask")
 
 
@@ -520,6 +538,25 @@ def _check_names(fn: Callable, keys: list[str]) -> None:
             fail(f"hf_to_course_name({key!r}) returned {mine!r}; expected {right!r}.", _classify_name(key, mine, right))
 
 
+def _check_unknown(fn: Callable, key: str) -> None:
+    """A name that is no part of the encoder (an MLM head, a decoder's cross-attention) must raise KeyError."""
+    what = f"hf_to_course_name({key!r})"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            mine = fn(key)
+    except KeyError:
+        return
+    except NotImplementedError:
+        fail(f"{what} is not implemented yet: replace `raise NotImplementedError()` with your code.")
+    except Exception as exc:  # noqa: BLE001 - the learner's code
+        fail(f"{what} raised {type(exc).__name__}: {exc}; expected KeyError.",
+             "a name that is not part of the encoder should raise KeyError(name), so that a loader can report it; "
+             "match the expected patterns exactly (re.fullmatch) instead of splitting and hoping.")
+    fail(f"{what} returned {mine!r}; expected KeyError: {key} is not a parameter of the encoder.",
+         "map only the names of the table (and None for position_ids and the pooler); raise KeyError(name) for "
+         "anything else, or a checkpoint with extra heads would load silently wrong.")
+
+
 def name_mapping_example(fn: Callable) -> None:
     """Visible check: a few names of layer 0 and the embeddings."""
     keys = ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "encoder.layer.0.attention.self.query.weight",
@@ -537,6 +574,8 @@ def name_mapping(fn: Callable) -> None:
     keys = list(state_dict)
     rng().shuffle(keys)
     _check_names(fn, keys)
+    for key in ("cls.predictions.bias", "encoder.layer.0.crossattention.self.query.weight"):
+        _check_unknown(fn, key)
     model = ref.BertModel(_minilm()[0])
     try:
         ref.load_bert_weights(model, state_dict, name_map=fn)
@@ -808,3 +847,36 @@ def mlm_training(losses: Any, drop: float = 1.0) -> None:
         fail(f"the MLM loss went from {start:.2f} to {end:.2f} nats; it should fall by at least {drop} nats.",
              "check mlm_mask (labels at the selected positions) and mlm_loss, then rerun the training cell.")
     passed(f"MLM training: loss from {start:.2f} to {end:.2f} nats")
+
+
+MLM_EVAL_SEED = 4_242
+
+
+def mlm_trained_model(model: Any, tokenizer: Any, max_loss: float = 8.5, n_sentences: int = 256) -> None:
+    """The model the MLM cell trained, measured here: its masked-token loss on ``n_sentences`` docstring
+    sentences masked by the reference (fixed seed, 15%) must be below ``max_loss`` nats (a uniform guess over
+    the 30,522 WordPiece tokens scores 10.3; 150 steps of the notebook's run reach about 6.5)."""
+    if model is None or not isinstance(model, nn.Module):
+        fail("mlm_model does not hold the trained model.", "run the MLM training cell to the end.")
+    sentences = ref.docstring_sentences()
+    idx = np.random.default_rng(MLM_EVAL_SEED).choice(len(sentences), size=min(n_sentences, len(sentences)),
+                                                      replace=False)
+    enc = tokenizer([sentences[i] for i in idx], padding="max_length", truncation=True, max_length=32,
+                    return_tensors="pt", return_special_tokens_mask=True)
+    masked, labels = ref.mlm_mask(enc["input_ids"], enc["special_tokens_mask"], tokenizer.mask_token_id,
+                                  tokenizer.vocab_size, generator=torch.Generator().manual_seed(MLM_EVAL_SEED))
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = call(model, masked.to(device), enc["attention_mask"].to(device), what="mlm_model on held-out sentences")
+            logits = _tensor(out[0] if isinstance(out, (tuple, list)) else out, "mlm_model's logits")
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), labels.reshape(-1)).item()
+    finally:
+        model.train(was_training)
+    if not math.isfinite(loss) or loss > max_loss:
+        fail(f"the trained MLM model's loss on masked held-out sentences is {loss:.2f} nats; it should be below "
+             f"{max_loss} (a uniform guess scores {math.log(tokenizer.vocab_size):.1f}).",
+             "check mlm_mask (labels at the selected positions) and mlm_loss, then rerun the training cell.")
+    passed(f"the MLM model: {loss:.2f} nats on masked held-out sentences (below {max_loss})")

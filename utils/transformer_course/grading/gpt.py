@@ -146,7 +146,7 @@ HINT_DOUBLE_COUNT = (
 )
 HINT_NO_WPE_COUNT = (
     "the position embeddings (wpe, block_size x n_embd) are missing from your count: count every parameter "
-    "of the model (nanoGPT's num_params(non_embedding=True) leaves them out; the published 124M does not)."
+    "of the model (nanoGPT's get_num_params(non_embedding=True) leaves them out; the published 124M does not)."
 )
 HINT_MATERIALISED = (
     "your function built the model with real weights (hundreds of MB for GPT-2 small, seconds of random "
