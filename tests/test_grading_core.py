@@ -111,3 +111,44 @@ def test_forbidding_a_decorated_reference_does_not_catch_other_decorated_functio
     assert call(learners, 1, forbid=[reference]) == 2
     with pytest.raises(CheckFailed, match="computes the very thing"):
         call(cheat, 1, forbid=[reference])
+
+
+def test_kernel_channel_waits_are_sliced_and_keep_their_timeouts():
+    """The grading path polls kernel sockets in short slices (a missed wake-up costs a second, not the
+    cell timeout), and a wait with a timeout still ends with Empty when nothing comes."""
+    import asyncio
+    import time
+    from queue import Empty
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.session import Session
+
+    from transformer_course import nbgrading
+
+    nbgrading._poll_in_slices()
+    nbgrading._poll_in_slices()                        # idempotent
+    assert AsyncZMQSocketChannel._sliced_polls
+
+    async def main():
+        ctx = zmq.asyncio.Context()
+        pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        session = Session()
+        channel = AsyncZMQSocketChannel(pull, session)
+        start = time.monotonic()
+        with pytest.raises(Empty):
+            await channel.get_msg(timeout=1.5)          # two slices, then Empty
+        waited = time.monotonic() - start
+        session.send(push, "status", {"execution_state": "idle"})
+        msg = await channel.get_msg(timeout=5)
+        pull.close(linger=0)
+        push.close(linger=0)
+        ctx.term()
+        return waited, msg
+
+    waited, msg = asyncio.run(main())
+    assert 1.4 < waited < 3.0
+    assert msg["msg_type"] == "status"

@@ -278,7 +278,9 @@ def test_generate_mistakes():
             logits, _ = model(idx)
             idx = torch.cat([idx, logits[:, 0].argmax(-1, keepdim=True)], dim=1)
         return idx
-    fails_with(check.generate, first_position, hint="last position")
+    # which check catches it first depends on the random model (greedy runs can coincide): it must fail
+    with pytest.raises(check.CheckFailed):
+        check.generate(first_position)
 
 
 # ============================================================ trained model ===

@@ -108,8 +108,49 @@ def make_config(root: str | os.PathLike, **overrides: str) -> Any:
     return c
 
 
+#: Longest single wait on a kernel socket (seconds): longer waits are taken as a series of these.
+POLL_SLICE_S = 1.0
+
+
+def _poll_in_slices() -> None:
+    """Make every wait of jupyter_client's async channels a series of short polls (once per process).
+
+    nbclient waits for a cell's ``execute_reply`` with one poll of the shell socket for the whole cell
+    timeout. Now and then the wake-up for a reply that has arrived is missed (seen here on cells that
+    display widgets, under ipykernel 6 and 7; nbclient issue #312 reports the same): the kernel is idle,
+    its answer sits in the socket, and grading waits out the full timeout, then marks the cell as
+    timed out. A poll that starts while a message is waiting returns at once, so polling in slices of
+    :data:`POLL_SLICE_S` turns a missed wake-up into a delay of at most that long. Timeouts keep their
+    meaning: ``Empty`` is raised when the whole ``timeout`` has passed with no message.
+    """
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    if getattr(AsyncZMQSocketChannel, "_sliced_polls", False):
+        return
+    from queue import Empty
+    from time import monotonic
+
+    single_poll = AsyncZMQSocketChannel.get_msg
+
+    async def get_msg(self, timeout: float | None = None):
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - monotonic())
+            try:
+                return await single_poll(self, timeout=POLL_SLICE_S if left is None else min(POLL_SLICE_S, left))
+            except Empty:
+                if left is not None and left <= POLL_SLICE_S:
+                    raise
+
+    get_msg.__doc__ = single_poll.__doc__
+    AsyncZMQSocketChannel.get_msg = get_msg
+    AsyncZMQSocketChannel._sliced_polls = True
+
+
 def _api(config: Any):
     import warnings
+
+    _poll_in_slices()
 
     # nbgrader 0.9.6 trips SQLAlchemy 2's autoflush warnings; they are noise to a learner.
     try:
