@@ -66,3 +66,19 @@ def fill_student(name: str, dest: Path, replace: dict[str, str] | None = None) -
     path = dest / f"{name}.ipynb"
     nbformat.write(nb, os.fspath(path))
     return path
+
+
+def planted(name: str, grade_id: str, old: str, new: str) -> str:
+    """The solution's answer cell ``grade_id`` of notebook ``name`` with ``old`` replaced by ``new`` (a planted
+    mistake); fails loudly when the solution no longer contains ``old``."""
+    source = solution_cells(name)[grade_id]
+    assert old in source, f"{grade_id}: {old!r} not in the solution any more"
+    return source.replace(old, new)
+
+
+def assert_lost_with_hints(result: dict[str, dict], expected_words: dict[str, str]) -> None:
+    """Each test cell in ``expected_words`` scored 0 and its message holds the expected hint."""
+    for grade_id, word in expected_words.items():
+        ex = result[grade_id]
+        assert ex["score"] == 0 and not ex["passed"], f"{grade_id} kept its points with a planted mistake"
+        assert word in ex["message"], f"{grade_id}: hint missing from {ex['message']!r}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from notebook_tools import by_id, check, fill_student, solution_cells
+from notebook_tools import assert_lost_with_hints, by_id, check, fill_student, planted
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,7 @@ NAME = "07_gpt"
 
 
 def _replace(grade_id: str, old: str, new: str) -> str:
-    source = solution_cells(NAME)[grade_id]
-    assert old in source, f"{grade_id}: {old!r} not in the solution any more"
-    return source.replace(old, new)
+    return planted(NAME, grade_id, old, new)
 
 
 def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
@@ -57,9 +55,6 @@ def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
         "sample_next_test": "your top_k_filter (Exercise 6) does not pass its checks yet",
         "generate_test": "recomputes everything anyway",
     }
-    for grade_id, word in expected_words.items():
-        ex = result[grade_id]
-        assert ex["score"] == 0 and not ex["passed"], f"{grade_id} kept its points with a planted mistake"
-        assert word in ex["message"], f"{grade_id}: hint missing from {ex['message']!r}"
+    assert_lost_with_hints(result, expected_words)
     for grade_id in ("gpt_forward_test", "load_gpt2_weights_test", "trained_gpt_test"):
         assert result[grade_id]["passed"], (grade_id, result[grade_id]["message"])

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import bert as ref
-from .core import CheckFailed, as_numpy, call, expect_close, fail, passed, rng
+from .core import CheckFailed, as_numpy, call, expect_close, fail, model_loss, passed, rng
 
 __all__ = [
     "bert_embeddings_example", "bert_embeddings",
@@ -865,16 +865,7 @@ def mlm_trained_model(model: Any, tokenizer: Any, max_loss: float = 8.5, n_sente
                     return_tensors="pt", return_special_tokens_mask=True)
     masked, labels = ref.mlm_mask(enc["input_ids"], enc["special_tokens_mask"], tokenizer.mask_token_id,
                                   tokenizer.vocab_size, generator=torch.Generator().manual_seed(MLM_EVAL_SEED))
-    device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = call(model, masked.to(device), enc["attention_mask"].to(device), what="mlm_model on held-out sentences")
-            logits = _tensor(out[0] if isinstance(out, (tuple, list)) else out, "mlm_model's logits")
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), labels.reshape(-1)).item()
-    finally:
-        model.train(was_training)
+    loss = model_loss(model, (masked, enc["attention_mask"]), labels, "mlm_model on held-out sentences")
     if not math.isfinite(loss) or loss > max_loss:
         fail(f"the trained MLM model's loss on masked held-out sentences is {loss:.2f} nats; it should be below "
              f"{max_loss} (a uniform guess scores {math.log(tokenizer.vocab_size):.1f}).",

@@ -33,6 +33,7 @@ __all__ = [
     "diagnose",
     "passed",
     "rng",
+    "model_loss",
 ]
 
 
@@ -273,3 +274,31 @@ def _num(x: Any) -> str:
 def passed(what: str) -> None:
     """Tell the learner a check passed (stdout only)."""
     print(f"\u2713 {what}: all checks passed")
+
+
+def model_loss(model: Any, inputs: Iterable[Any], labels: Any, what: str) -> float:
+    """Mean cross-entropy of the learner's ``model`` on data the check chose, computed here.
+
+    ``model(*inputs)`` runs (on the model's device, in eval mode, without gradients; its training mode is
+    restored); its logits (the first output when it returns a tuple) are compared with ``labels`` by the
+    check, labels of -100 ignored. Used to grade trained models by what they predict, not by a loss
+    they report.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = call(model, *(x.to(device) for x in inputs), what=what)
+            logits = out[0] if isinstance(out, (tuple, list)) else out
+            if not isinstance(logits, torch.Tensor):
+                fail(f"{what} returned {type(logits).__name__}, not a tensor of logits.")
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), labels.reshape(-1)).item()
+    finally:
+        model.train(was_training)

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from .. import attention as att
 from .. import blocks as ref_blocks
-from .core import CheckFailed, as_numpy, call, diagnose, expect, expect_close, fail, matches, passed, rng
+from .core import CheckFailed, as_numpy, call, expect, expect_close, fail, matches, model_loss, passed, rng
 
 __all__ = [
     "causal_attention_example", "causal_attention",
@@ -853,17 +853,8 @@ def trained_gpt(model: Any, corpus_name: str, max_loss: float = 2.5, n_windows: 
     if model.config.vocab_size < vocab:
         fail(f"the model's vocab_size is {model.config.vocab_size}, but the corpus has more characters than that.",
              "build the model with vocab_size=tokenizer.vocab_size.")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        x, y = get_batch(val_ids, model.config.block_size, n_windows, generator=torch.Generator().manual_seed(TRAINED_SEED))
-        with torch.no_grad():
-            out = call(model, x.to(device), what="your trained GPT on held-out validation text")
-            logits = _tensor(out[0] if isinstance(out, (tuple, list)) else out, "the trained model's logits")
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), y.reshape(-1)).item()
-    finally:
-        model.train(was_training)
+    x, y = get_batch(val_ids, model.config.block_size, n_windows, generator=torch.Generator().manual_seed(TRAINED_SEED))
+    loss = model_loss(model, (x,), y, "your trained GPT on held-out validation text")
     if not math.isfinite(loss) or loss > max_loss:
         fail(f"your trained model's loss on held-out text is {loss:.3f} nats per character; it should be below "
              f"{max_loss} (a model that knows only character frequencies scores about 3.3).",
