@@ -732,8 +732,8 @@ widgets.interact(show_sampling,
 # room for 512 positions, generating greedily after a 16-token prompt. Both runs must produce the
 # same tokens; the time without the cache grows with the square of the length, with it linearly.
 # (The speed is shown here, not graded: the graded check verifies what makes it fast, one token per
-# call after the prompt. On the 2-core machine this course is developed on, 256 tokens are about 7
-# times faster with the cache.)
+# call after the prompt. On the 2-core machine this course is developed on, 256 tokens are 7 to 13
+# times faster with the cache, depending on the number of threads.)
 
 # %%
 try:
@@ -790,7 +790,7 @@ except (NotImplementedError, NameError) as exc:
 #   when you forget.
 # - GPT-2 small has 124,439,808 parameters, countable on the meta device without allocating any.
 # - Decoding: greedy, temperature, top-k and top-p all act on the logits before one draw.
-# - A KV cache feeds one token per step and gives the same tokens, about 7 times faster for 256
+# - A KV cache feeds one token per step and gives the same tokens, 7 to 13 times faster for 256
 #   tokens on a 2-core CPU.
 #
 # **Next:** `08_scaling`: what grows when models grow, what it costs, and how to spend a compute
