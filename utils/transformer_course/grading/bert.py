@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import bert as ref
-from .core import CheckFailed, as_numpy, call, expect_close, fail, model_loss, passed, rng
+from .core import CheckFailed, as_numpy, call, expect_close, expect_tensor, fail, model_loss, passed, rng
 
 __all__ = [
     "bert_embeddings_example", "bert_embeddings",
@@ -221,13 +221,6 @@ def _hf_embeddings_class():
     return BertEmbeddings
 
 
-def _tensor(out: Any, what: str) -> torch.Tensor:
-    if out is None:
-        fail(f"{what} returned None.", "Did you forget to `return` the result?")
-    if not isinstance(out, torch.Tensor):
-        fail(f"{what} returned {type(out).__name__}, not a torch tensor.", "use torch operations and return a tensor.")
-    return out
-
 
 def _quiet(fn: Callable, *args, **kwargs) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
@@ -305,7 +298,7 @@ def _check_embeddings(cls: Callable, gen: np.random.Generator, B: int, T: int, w
     with torch.no_grad():
         expected = theirs(input_ids=ids, token_type_ids=tt)
         args = (ids, tt) if tt is not None else (ids,)
-        out = _tensor(call(mine, *args, what=what, forbid=_EMBEDDINGS), what)
+        out = expect_tensor(call(mine, *args, what=what, forbid=_EMBEDDINGS), what)
     expect_close(out, expected, what=what, **TOL64, mistakes=_emb_variants(theirs, ids, tt),
                  hint="LayerNorm(word_embeddings(ids) + position_embeddings(arange(T)) + "
                       "token_type_embeddings(token_type_ids)), then dropout.")
@@ -369,7 +362,7 @@ def _run_mask(fn: Callable, ids: torch.Tensor, special: torch.Tensor, mask_id: i
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(f"{what} returned {type(out).__name__}; expected a pair (masked_inputs, labels).",
              "return masked_inputs, labels")
-    masked, labels = (_tensor(o, what) for o in out)
+    masked, labels = (expect_tensor(o, what) for o in out)
     if not torch.equal(ids, before):
         fail(f"{what} changed input_ids.", HINT_IN_PLACE)
     for name, t in (("masked_inputs", masked), ("labels", labels)):
@@ -631,7 +624,7 @@ def _check_loaded(model: Any, embeddings_cls: Callable | None, batches: list[tup
             what = f"minilm on {label}"
             with torch.no_grad():
                 expected = oracle(**enc).last_hidden_state
-                out = _tensor(call(model, *(enc[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")),
+                out = expect_tensor(call(model, *(enc[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")),
                                    what=what), what).cpu()
             real = enc["attention_mask"].bool()
             if tuple(out.shape) != tuple(expected.shape):
@@ -694,7 +687,7 @@ def _pool_variants(h: torch.Tensor, m: torch.Tensor) -> list[tuple[str, Any]]:
 
 
 def _check_pool(fn: Callable, h: torch.Tensor, m: torch.Tensor, what: str, expected=None, **tol) -> torch.Tensor:
-    out = _tensor(call(fn, h, m, what=what, forbid=_POOLERS), what)
+    out = expect_tensor(call(fn, h, m, what=what, forbid=_POOLERS), what)
     exp = ref.sentence_embeddings(h, m) if expected is None else expected
     expect_close(out, exp, what=what, mistakes=_pool_variants(h.double(), m), **(tol or TOL64),
                  hint="mean over the real tokens (attention_mask == 1), then divide by the L2 norm.")
@@ -743,7 +736,7 @@ def _search_case(fn: Callable, q: torch.Tensor, c: torch.Tensor, k: int, what: s
                explain=lambda e: HINT_SEARCH_AXIS if "out of range" in str(e) else None)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(f"{what} returned {type(out).__name__}; expected a pair (scores, indices).", "return scores, indices")
-    scores, idx = (_tensor(o, what) for o in out)
+    scores, idx = (expect_tensor(o, what) for o in out)
     exp_s, exp_i = ref.semantic_search(q, c, k)
     if tuple(idx.shape) != tuple(exp_i.shape):
         fail(f"{what}: indices have shape {tuple(idx.shape)}, expected {tuple(exp_i.shape)} (queries, k).",
@@ -788,7 +781,7 @@ def semantic_search(fn: Callable) -> None:
 # -------------------------------------------------------- 6. MLM loss ---
 
 def _loss_case(fn: Callable, logits: torch.Tensor, labels: torch.Tensor, what: str) -> None:
-    out = _tensor(call(fn, logits, labels, what=what, forbid=_LOSSES), what)
+    out = expect_tensor(call(fn, logits, labels, what=what, forbid=_LOSSES), what)
     if out.dim() != 0:
         fail(f"{what} returned shape {tuple(out.shape)}; expected one number.",
              "average over the selected positions: F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1)).")

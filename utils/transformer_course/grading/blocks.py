@@ -29,7 +29,7 @@ from .. import attention as att
 from .. import blocks as ref
 from .. import seq2seq as s2s
 from ..data import DigitVocab, make_digit_batch
-from .core import CheckFailed, as_numpy, call, diagnose, expect_close, fail, matches, passed, rng
+from .core import CheckFailed, as_numpy, call, diagnose, expect_close, expect_tensor, fail, matches, passed, rng
 
 __all__ = [
     "layer_norm_example", "layer_norm",
@@ -285,13 +285,6 @@ _LOSS_HELPERS: list[Any] = [
 TOL64 = dict(atol=1e-9, rtol=1e-7)     # float64 throughout: far below every listed mistake
 
 
-def _tensor_result(out: Any, what: str) -> torch.Tensor:
-    if out is None:
-        fail(f"{what} returned None.", "Did you forget to `return` the result?")
-    if not isinstance(out, torch.Tensor):
-        fail(f"{what} returned {type(out).__name__}, not a torch tensor.", HINT_NOT_TENSOR)
-    return out
-
 
 # ------------------------------------------------------ 1. layer norm ---
 
@@ -344,7 +337,7 @@ def _check_layer_norm_case(fn: Callable, x: torch.Tensor, w: torch.Tensor, b: to
     x_in = x_leaf * 1.0                # not a leaf: an in-place `x -= mean` runs, and is caught below
     w_in = w.clone().requires_grad_(True)
     b_in = b.clone().requires_grad_(True)
-    out = _tensor_result(call(fn, x_in, w_in, b_in, what=what, forbid=_LAYER_NORMS, **kwargs), what)
+    out = expect_tensor(call(fn, x_in, w_in, b_in, what=what, forbid=_LAYER_NORMS, **kwargs), what, HINT_NOT_TENSOR)
     if not torch.equal(x_in.detach(), x):
         fail(f"{what} changed its input x in place.",
              "compute new tensors (x - mean) rather than modifying x (x -= mean).")
@@ -514,7 +507,7 @@ def _check_ffn(cls: Callable, d: int, d_ff: int, act: str, x: torch.Tensor, gen:
     with torch.no_grad():
         for p in ffn.parameters():
             p.copy_(torch.from_numpy(gen.normal(0, 0.5, size=tuple(p.shape))))
-    out = _tensor_result(call(ffn, x, what=f"{what} on {label}", forbid=_FFNS), f"{what} on {label}")
+    out = expect_tensor(call(ffn, x, what=f"{what} on {label}", forbid=_FFNS), f"{what} on {label}", HINT_NOT_TENSOR)
     with torch.no_grad():
         expect_close(out.detach(), _ffn_ref(x, fc1, fc2, act), what=f"{what} on {label}", **TOL64,
                      mistakes=_ffn_mistakes(x, fc1, fc2, act),
@@ -699,7 +692,7 @@ def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
     args = (x,) if mask is None else (x, mask)
     try:
         with torch.no_grad():
-            out = _tensor_result(call(mine, *args, what=case, forbid=_BLOCKS), case)
+            out = expect_tensor(call(mine, *args, what=case, forbid=_BLOCKS), case, HINT_NOT_TENSOR)
         r = ref.load_torch_encoder_layer(ref.EncoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
         expect_close(out, expected, what=case, **TOL64, mistakes=_enc_mistakes(r, x, mask, norm_first),
                      hint="post-LN: x = norm1(x + self_attn(x)); x = norm2(x + ff(x)). pre-LN: "
@@ -828,9 +821,9 @@ def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
     kwargs = {} if memory_mask is None else {"memory_mask": memory_mask}
     try:
         with torch.no_grad():
-            out = _tensor_result(call(mine, x, memory, what=case, forbid=_BLOCKS,
+            out = expect_tensor(call(mine, x, memory, what=case, forbid=_BLOCKS,
                                       explain=_dec_explainer(memory_mask is not None), **kwargs),
-                                 case)
+                                 case, HINT_NOT_TENSOR)
         r = ref.load_torch_decoder_layer(ref.DecoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
         expect_close(out, expected, what=case, **TOL64, mistakes=_dec_mistakes(r, x, memory, memory_mask, norm_first),
                      hint="three sublayers, each with a residual and its own norm: causal self-attention "
@@ -886,7 +879,7 @@ def _loss_case(fn: Callable, model: nn.Module, src: torch.Tensor, tgt: torch.Ten
     what = f"seq2seq_loss on {label}"
     spy = _Spy(model)
     src_before, tgt_before = src.clone(), tgt.clone()
-    loss = _tensor_result(call(fn, spy, src, tgt, what=what, forbid=_LOSS_HELPERS), what)
+    loss = expect_tensor(call(fn, spy, src, tgt, what=what, forbid=_LOSS_HELPERS), what, HINT_NOT_TENSOR)
     if not torch.equal(tgt, tgt_before) or not torch.equal(src, src_before):
         fail(f"{what} changed src or tgt in place.", "build the decoder input as a new tensor (torch.cat).")
     if not spy.calls:

@@ -34,6 +34,7 @@ __all__ = [
     "passed",
     "rng",
     "model_loss",
+    "expect_tensor",
 ]
 
 
@@ -179,6 +180,20 @@ def _forbidden(name: str, hits: list[str]) -> None:
          "Write the computation yourself with numpy/torch operations. The check compares your answer with a "
          "reference implementation, so an answer that calls one would test nothing (the package's versions are "
          "there to read after you have tried).")
+
+
+HINT_NOT_TENSOR = "return a torch tensor, computed with torch operations on the inputs (stay on the autograd graph)."
+
+
+def expect_tensor(out: Any, what: str, hint: str | None = HINT_NOT_TENSOR):
+    """``out`` itself when it is a torch tensor; otherwise a failure saying what came back instead."""
+    import torch
+
+    if out is None:
+        fail(f"{what} returned None.", "Did you forget to `return` the result?")
+    if not isinstance(out, torch.Tensor):
+        fail(f"{what} returned {type(out).__name__}, not a torch tensor.", hint)
+    return out
 
 
 def expect_shape(actual: Any, shape: tuple[int, ...], what: str = "the result", hint: str | None = None) -> np.ndarray:

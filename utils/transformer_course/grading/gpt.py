@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from .. import attention as att
 from .. import blocks as ref_blocks
-from .core import CheckFailed, as_numpy, call, expect, expect_close, fail, matches, model_loss, passed, rng
+from .core import CheckFailed, as_numpy, call, expect, expect_close, expect_tensor, fail, matches, model_loss, passed, rng
 
 __all__ = [
     "causal_attention_example", "causal_attention",
@@ -80,7 +80,6 @@ HINT_LEAK = (
     "position t or before. Every output position may only depend on inputs at the same or earlier "
     "positions: mask the scores where key j > query i before the softmax."
 )
-HINT_NOT_TENSOR = "return a torch tensor, computed with torch operations on the inputs (stay on the autograd graph)."
 
 HINT_NO_WPE = (
     "the position embeddings are missing: x = wte(idx) + wpe(positions) with positions = 0, 1, ..., T-1 "
@@ -290,13 +289,6 @@ _ATTN_FORBID: list[Any] = [
 ]
 
 
-def _tensor(out: Any, what: str) -> torch.Tensor:
-    if out is None:
-        fail(f"{what} returned None.", "Did you forget to `return` the result?")
-    if not isinstance(out, torch.Tensor):
-        fail(f"{what} returned {type(out).__name__}, not a torch tensor.", HINT_NOT_TENSOR)
-    return out
-
 
 def _quiet(check: Callable, *args: Any) -> str | None:
     """Run a visible check silently; the first line of its failure, or None if it passes."""
@@ -361,7 +353,7 @@ def _attn_mistakes(q, k, v) -> list[tuple[str, Any]]:
 
 
 def _check_attention_case(fn: Callable, q, k, v, label: str) -> None:
-    out = _tensor(call(fn, q, k, v, what=f"causal_attention ({label})", forbid=_ATTN_FORBID), "causal_attention")
+    out = expect_tensor(call(fn, q, k, v, what=f"causal_attention ({label})", forbid=_ATTN_FORBID), "causal_attention")
     expected = _attn_variant(q, k, v)
     arr = as_numpy(out, "causal_attention's output")
     if arr.shape != tuple(expected.shape):
@@ -380,7 +372,7 @@ def _check_attention_case(fn: Callable, q, k, v, label: str) -> None:
 def _check_no_leak(fn: Callable, gen: np.random.Generator) -> None:
     B, h, T, d = 2, int(gen.integers(1, 4)), int(gen.integers(5, 10)), int(gen.integers(2, 9))
     q, k, v = (torch.from_numpy(gen.standard_normal((B, h, T, d))) for _ in range(3))
-    base = as_numpy(_tensor(call(fn, q, k, v, what="causal_attention (no-future-leak test)", forbid=_ATTN_FORBID),
+    base = as_numpy(expect_tensor(call(fn, q, k, v, what="causal_attention (no-future-leak test)", forbid=_ATTN_FORBID),
                             "causal_attention"))
     for t in range(T - 1):
         q2, k2, v2 = q.clone(), k.clone(), v.clone()
@@ -415,11 +407,10 @@ def causal_attention(fn: Callable) -> None:
 # ------------------------------------------------------ 2. GPT.forward ---
 
 def _hf_config(cfg: Any):
-    from transformers import GPT2Config
-    return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                      n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=None, activation_function="gelu_new",
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-                      attn_implementation="eager")
+    """The oracle's GPT2Config for the learner's config: eager attention, no dropout, tanh GELU."""
+    from ..gpt import GPTConfig, hf_gpt2_config
+    return hf_gpt2_config(GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
+                                    n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0, bias=True))
 
 
 def _hf_model(cfg: Any, seed: int, std: float = 0.3):
@@ -537,7 +528,7 @@ def _check_forward_case(GPT, GPTConfig, gen: np.random.Generator, cfg: dict, B: 
     with torch.no_grad():
         logits, loss = _pair_out(call(model, idx, what=f"GPT.forward ({label})", forbid=forbid,
                                       explain=_explain_forward), "GPT.forward(idx)")
-        logits = _tensor(logits, "GPT.forward's logits")
+        logits = expect_tensor(logits, "GPT.forward's logits")
         if loss is not None:
             fail(f"GPT.forward(idx) without targets ({label}) returned a loss.", HINT_LOSS_NONE)
         expected = hf(idx).logits if hf is not None else _ref_forward(model, idx)
@@ -553,7 +544,7 @@ def _check_forward_case(GPT, GPTConfig, gen: np.random.Generator, cfg: dict, B: 
         fail(f"GPT.forward(idx, targets) ({label}) returned None for the loss.", HINT_LOSS_NONE)
     flat = expected.reshape(-1, expected.shape[-1])
     exp_loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-1)
-    expect_close(_tensor(loss, "the loss").reshape(()), exp_loss.numpy(), f"the loss ({label}; target -1 = ignore)",
+    expect_close(expect_tensor(loss, "the loss").reshape(()), exp_loss.numpy(), f"the loss ({label}; target -1 = ignore)",
                  mistakes=[(HINT_LOSS_SOFTMAX, F.cross_entropy(flat.softmax(-1), targets.reshape(-1), ignore_index=-1))],
                  **TOL64)
 
@@ -572,11 +563,11 @@ def _check_cache_case(GPT, GPTConfig, gen: np.random.Generator) -> None:
                                   forbid=forbid, explain=_explain_forward, kv_caches=caches), "GPT.forward")
         if len(caches[0]) == 0:
             fail("after GPT.forward(idx, kv_caches=caches), the caches are still empty.", HINT_CACHE_UNUSED)
-        parts = [_tensor(first, "the logits")]
+        parts = [expect_tensor(first, "the logits")]
         for t in range(split, T):
             out, _ = _pair_out(call(model, idx[:, t:t + 1], what="GPT.forward on one new token with kv_caches",
                                     forbid=forbid, explain=_explain_forward, kv_caches=caches), "GPT.forward")
-            parts.append(_tensor(out, "the logits"))
+            parts.append(expect_tensor(out, "the logits"))
         got = torch.cat(parts, dim=1)
         ref_caches = [att.KVCache() for _ in range(cfg["n_layer"])]
         restart = torch.cat([_ref_forward(model, idx[:, :split], kv_caches=ref_caches)]
@@ -780,7 +771,7 @@ def _explain_loss(exc: Exception) -> str | None:
 
 def _check_loss_case(fn, logits, idx, label: str) -> None:
     forbid = _forbidden_gpt()
-    out = _tensor(call(fn, logits, idx, what=f"next_token_loss ({label})", forbid=forbid, explain=_explain_loss),
+    out = expect_tensor(call(fn, logits, idx, what=f"next_token_loss ({label})", forbid=forbid, explain=_explain_loss),
                   "next_token_loss")
     ok, mistakes = _loss_variants(logits, idx)
     if out.numel() != 1:
@@ -888,7 +879,7 @@ def _kept(x: np.ndarray) -> np.ndarray:
 def _check_filter(name: str, fn: Callable, logits: torch.Tensor, arg: Any, expected: torch.Tensor,
                   mistakes: list[tuple[str, Any]], label: str) -> None:
     original = logits.clone()
-    out = _tensor(call(fn, logits, arg, what=f"{name} ({label})", forbid=_forbidden_sampling()), name)
+    out = expect_tensor(call(fn, logits, arg, what=f"{name} ({label})", forbid=_forbidden_sampling()), name)
     if not torch.equal(logits, original):
         fail(f"{name} ({label}) changed its input.", HINT_INPLACE)
     arr = as_numpy(out, f"{name}'s result")
@@ -1014,7 +1005,7 @@ def _explain_sample(exc: Exception) -> str | None:
 def _draw(fn, row: torch.Tensor, seed: int, label: str, n: int = N_DRAWS, **kw) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
     logits = row[None].expand(n, -1).clone()
-    out = _tensor(call(fn, logits, generator=gen, what=f"sample_next ({label})", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, logits, generator=gen, what=f"sample_next ({label})", forbid=_forbidden_sampling(),
                        explain=_explain_sample, **kw), "sample_next")
     if out.dtype not in (torch.int64, torch.int32) or tuple(out.shape) != (n,):
         if out.numel() == n and out.dtype in (torch.int64, torch.int32):
@@ -1083,7 +1074,7 @@ def _check_sample(fn: Callable, seeds: tuple[int, ...], which: slice) -> None:
         fail("sample_next drew different tokens from two generators seeded alike.", HINT_GENERATOR)
     # temperature 0: greedy
     logits = torch.from_numpy(np.random.default_rng(seeds[0] + 1).standard_normal((5, 9)))
-    out = _tensor(call(fn, logits, temperature=0.0, what="sample_next (temperature=0)", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, logits, temperature=0.0, what="sample_next (temperature=0)", forbid=_forbidden_sampling(),
                        explain=_explain_sample), "sample_next")
     if not np.array_equal(as_numpy(out).reshape(-1), logits.argmax(-1).numpy()):
         fail("sample_next(logits, temperature=0) is not the argmax of each row.", HINT_GREEDY_T0)
@@ -1160,7 +1151,7 @@ def _ref_generate(model: _SpyGPT, idx: torch.Tensor, n: int) -> torch.Tensor:
 
 def _run_generate(fn, model, idx, n, label, **kw) -> torch.Tensor:
     model.calls.clear()
-    out = _tensor(call(fn, model, idx.clone(), n, what=f"generate ({label})", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, model, idx.clone(), n, what=f"generate ({label})", forbid=_forbidden_sampling(),
                        explain=lambda e: HINT_CACHE_NOT_PASSED if "kv_cache" in str(e) else None, **kw), "generate")
     if tuple(out.shape) != (idx.shape[0], idx.shape[1] + n):
         fail(f"generate ({label}) returned shape {tuple(out.shape)}, expected {(idx.shape[0], idx.shape[1] + n)} "
