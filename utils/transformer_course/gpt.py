@@ -289,6 +289,10 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
     ``iters // 10``) and at the end, the mean loss over ``eval_iters`` batches of
     the training and validation data is recorded.
 
+    The random draws come in nanoGPT's order, so ``torch.manual_seed(1337)`` before
+    building the model and ``generator=None`` replay nanoGPT's run draw for draw
+    (``tests/benchmarks/gpt_bench.py --full`` does, and reproduces its 1.886).
+
     Returns ``{"step": [...], "train": [...], "val": [...]}`` (the evaluations)
     plus ``"loss"``: the training loss of every step.
     """
@@ -310,15 +314,19 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
                                             generator=generator))
 
     model.train()
+    # nanoGPT's order of random draws, so that a run seeded like nanoGPT's (torch.manual_seed(1337)
+    # before building the model, generator=None) draws the same batches: the first batch before the
+    # loop, the evaluation batches before each step, the next batch right after the forward pass
+    x, y = get_batch(train_ids, block_size, batch_size, generator=generator, device=device)
     bar = tqdm(range(iters), desc="training", disable=not progress)
     for it in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(it, lr=lr, min_lr=min_lr, warmup=warmup, decay_iters=iters)
         if it % eval_every == 0:
             evaluate(it)
             bar.set_postfix(train=f"{history['train'][-1]:.3f}", val=f"{history['val'][-1]:.3f}")
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(it, lr=lr, min_lr=min_lr, warmup=warmup, decay_iters=iters)
-        x, y = get_batch(train_ids, block_size, batch_size, generator=generator, device=device)
         _, loss = model(x, y)
+        x, y = get_batch(train_ids, block_size, batch_size, generator=generator, device=device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
