@@ -91,6 +91,17 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     # the kernel's own start-up warnings (e.g. about its TCP transport) reach the
     # grader's stderr and alarm learners; errors still show
     c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
+    # The notebook runs in the course's sandboxed harness (grading/sandbox.py), not in a Jupyter kernel
+    # the learner's code controls: nbgrader's Execute is replaced, every other step is nbgrader's own.
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
+                                        SaveAutoGrades)
+    c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                           LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    from nbgrader.preprocessors import GetGrades
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    # feedback shows what failed and why, never the hidden tests' code
+    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
     c.ClearSolutions.enforce_metadata = True
     # A learner who deletes a test cell gets it back from the gradebook.
     c.OverwriteCells.add_missing_cells = True
@@ -178,6 +189,144 @@ def generate_assignment(config: Any, assignment: str) -> None:
     _checked(_api(config).generate_assignment(assignment, force=True, create=True), f"generate_assignment {assignment}")
 
 
+# ------------------------------------------------------------ the grading run ---
+
+#: Where the grading run leaves its notes in the autograded notebook's metadata.
+META_KEY = "transformer_course"
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+_GRADING_IMPORT = re.compile(r"^\s*from\s+transformer_course\.grading\s+import\s+([\w, ]+)", re.M)
+
+
+def _is_test(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def grading_plan(nb) -> tuple[list[dict], list[int], list[str]]:
+    """The cells to run (learner code and instructor tests), the notebook index of each, and the
+    grading modules the tests import (loaded before any learner code)."""
+    cells, where, preload = [], [], ["transformer_course.grading"]
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        test = _is_test(cell)
+        cells.append({"kind": "test" if test else "code", "source": cell.source,
+                      "grade_id": cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")})
+        where.append(i)
+        if test:
+            for group in _GRADING_IMPORT.findall(cell.source):
+                for name in group.split(","):
+                    name = name.strip().split(" as ")[0].strip()
+                    if name and f"transformer_course.grading.{name}" not in preload:
+                        preload.append(f"transformer_course.grading.{name}")
+    return cells, where, preload
+
+
+def _stream(name: str, text: str):
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+def _error(ename: str, evalue: str, traceback: list[str] | None = None):
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"])
+
+
+def apply_outcomes(nb, cells: list[dict], where: list[int], report) -> None:
+    """Write a grading run's outcomes into the notebook's cells as nbgrader reads them.
+
+    A test cell passes when it raised nothing and nothing was tampered with around it.
+    What it printed, on stdout or stderr, is kept as stdout: an honest warning costs nothing
+    (nbgrader alone scores any stderr in a test cell zero). A failure is recorded as the error
+    output nbgrader scores zero, with the check's message and no traceback: the traceback
+    would quote the hidden test's code.
+    """
+    count = 0
+    for plan_cell, index, outcome in zip(cells, where, report.cells):
+        cell = nb.cells[index]
+        count += 1
+        cell.execution_count = count
+        outputs = []
+        if plan_cell["kind"] == "test":
+            text = "".join(chunk["text"] for chunk in outcome.outputs)
+            if text:
+                outputs.append(_stream("stdout", text))
+            if outcome.tampered:
+                outputs.append(_error(
+                    "GradingEnvironmentChanged",
+                    "this test does not count: code in the notebook replaced what the checks rely on ("
+                    + "; ".join(outcome.tampered) + "). Flagged for review."))
+            elif outcome.error is not None:
+                outputs.append(_error(outcome.error.get("ename", "Error"), outcome.error.get("evalue", "")))
+        else:
+            for chunk in outcome.outputs:
+                outputs.append(_stream(chunk["name"], chunk["text"]))
+            if outcome.error is not None:
+                outputs.append(_error(outcome.error.get("ename", "Error"), outcome.error.get("evalue", ""),
+                                      outcome.error.get("traceback")))
+        cell.outputs = outputs
+    tampered = sorted({t for o in report.cells for t in o.tampered})
+    notes = nb.metadata.setdefault(META_KEY, {})
+    notes["sandboxed"] = report.sandboxed
+    notes["restarts"] = report.restarts
+    notes["problems"] = list(report.problems)
+    notes["tampering"] = tampered
+    notes["seconds"] = round(report.seconds, 1)
+
+
+try:
+    from nbgrader.preprocessors import NbGraderPreprocessor as _Base
+except ImportError:  # pragma: no cover - nbgrader is a dependency
+    _Base = object
+
+
+class SandboxedExecute(_Base):
+    """nbgrader's ``Execute`` step, done by the course's harness in a sandbox (see grading/sandbox.py).
+
+    Learner cells run in an IPython shell inside the sandbox; test cells run outside that shell's
+    reach, after an integrity check; a static review of the learner's cells flags code that reaches
+    into the grader. The run's notes (sandbox, restarts, problems, tampering, flags) are kept in the
+    notebook's metadata for the JSON result, the feedback and the grades export.
+    """
+
+    def preprocess(self, nb, resources):
+        from .grading import sandbox, tamper
+
+        cells, where, preload = grading_plan(nb)
+        flags = tamper.scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
+        report = sandbox.run_cells(cells, preload=preload)
+        apply_outcomes(nb, cells, where, report)
+        nb.metadata[META_KEY]["flags"] = flags
+        return nb, resources
+
+
+class HideHiddenTests(_Base):
+    """Feedback without the hidden tests' code, with the grading run's notes on top."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if _is_test(cell) and HIDDEN_BEGIN in cell.source:
+                kept, hidden = [], False
+                for line in cell.source.split("\n"):
+                    if HIDDEN_BEGIN in line:
+                        hidden = True
+                        kept.append("# (hidden tests: not shown; the message below says what failed)")
+                    elif HIDDEN_END in line:
+                        hidden = False
+                    elif not hidden:
+                        kept.append(line)
+                cell.source = "\n".join(kept)
+        notes = nb.metadata.get(META_KEY, {})
+        lines = []
+        for p in notes.get("problems", []):
+            lines.append(f"- {p}")
+        for t in notes.get("tampering", []):
+            lines.append(f"- the grading environment was changed: {t} (flagged for review)")
+        for f in notes.get("flags", []):
+            lines.append(f"- for review: {f}")
+        if lines:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell("**Notes from grading**\n\n" + "\n".join(lines)))
+        return nb, resources
+
+
 @dataclass
 class ExerciseResult:
     grade_id: str
@@ -197,6 +346,9 @@ class SubmissionResult:
     max_score: float
     exercises: list[ExerciseResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: things a person should look at (code that reaches into the grader, a changed grading environment);
+    #: they cost no points by themselves
+    flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -254,6 +406,10 @@ def autograde_submission(config: Any, assignment: str, student: str) -> Submissi
         detail = (result.get("error") or "").strip().splitlines()
         errors.append("autograde failed: " + (detail[-1] if detail else "no detail"))
     messages = _cell_messages(autograded_dir / f"{assignment}.ipynb")
+    notes = run_notes(autograded_dir / f"{assignment}.ipynb")
+    errors.extend(notes.get("problems", []))
+    flags = [f"the grading environment was changed: {t}" for t in notes.get("tampering", [])]
+    flags += list(notes.get("flags", []))
     exercises: list[ExerciseResult] = []
     with Gradebook(config.CourseDirectory.db_url) as gb:
         try:
@@ -283,7 +439,18 @@ def autograde_submission(config: Any, assignment: str, student: str) -> Submissi
     return SubmissionResult(
         notebook=f"{assignment}.ipynb", assignment=assignment, student=student,
         score=sum(e.score for e in auto), max_score=sum(e.max_score for e in auto),
-        exercises=exercises, errors=errors)
+        exercises=exercises, errors=errors, flags=flags)
+
+
+def run_notes(autograded: Path) -> dict:
+    """The grading run's notes (problems, tampering, flags) kept in an autograded notebook."""
+    if not autograded.is_file():
+        return {}
+    try:
+        nb = nbformat.read(os.fspath(autograded), as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable file has no notes
+        return {}
+    return dict(nb.metadata.get(META_KEY, {}))
 
 
 def _grade_cell_order(config: Any, assignment: str) -> dict[str, int]:
@@ -352,6 +519,8 @@ def format_result(result: SubmissionResult) -> str:
              + (f" (+{manual:g} for written answers, graded by hand)" if manual else "")]
     for err in result.errors:
         lines.append(f"  ! {err}")
+    for flag in result.flags:
+        lines.append(f"  ? for review: {flag}")
     for ex in result.exercises:
         if ex.needs_manual:
             mark = "\u270e"

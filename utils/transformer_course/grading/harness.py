@@ -1,0 +1,281 @@
+"""The process that runs one submission's cells (inside the sandbox) and reports on a private channel.
+
+Started by :mod:`transformer_course.grading.sandbox` as
+``python -m transformer_course.grading.harness FD``; it reads a *plan* (JSON) on
+stdin and writes one JSON line per event to file descriptor ``FD``:
+
+- ``{"event": "ready", "token": ...}`` once the grading environment is loaded;
+- ``{"event": "start", "cell": i, "token": ...}`` before cell ``i``;
+- ``{"event": "end", "cell": i, "token": ..., "outputs": [...], "error": null | {...}, "tampered": [...]}``.
+
+Cells are of two kinds:
+
+``code``
+    the learner's cells (answers and everything else they can edit), run by an
+    IPython shell so that magics and ``display`` work as in a notebook;
+``test``
+    the instructor's test cells, restored from the gradebook.  They are *not*
+    run through the shell: no input transformer, AST transformer or event hook
+    the learner registered sees them.  They are compiled and run here, with the
+    real builtins, and only after :class:`Guard` has checked that nothing the
+    checks rely on was replaced; the check runs again afterwards, because the
+    learner's functions run inside the test.
+
+What a learner can and cannot change is written down in ``autograder/README.md``
+(the threat model).  The verdicts are written by the trusted side from these
+events; this process never touches a gradebook.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import sys
+import time
+import traceback
+
+#: Packages whose modules the checks use: none of their functions, classes or constants may be rebound
+#: between the start of grading and the end of a test.
+PROTECTED_PACKAGES = frozenset({
+    "numpy", "torch", "transformers", "sentence_transformers", "safetensors", "transformer_course",
+    "math", "cmath", "operator", "functools", "contextlib", "io", "inspect", "copy", "tracemalloc",
+    "_frozen_importlib", "_frozen_importlib_external",
+})
+#: Module globals that change in honest runs (caches, registries written on import, last results).
+VOLATILE = frozenset({
+    "__warningregistry__", "_", "__", "___", "__builtins__", "__loader__", "__spec__", "__cached__",
+    "_cache", "_abc_registry", "_ONNX_RUN_FROM_INSIDE", "_profile_hook",
+    "getfile",                      # inspect.getfile: IPython wraps it to find the source of cells
+})
+#: Attributes of ``sys`` that the checks depend on (the rest of ``sys`` changes all the time).
+SYS_NAMES = ("setprofile", "getprofile", "settrace", "gettrace", "modules", "_getframe", "exc_info",
+             "audit", "addaudithook")
+#: Builtins that IPython swaps in and out around every cell (and that no check uses).
+BUILTINS_SWAPPED = frozenset({"exit", "quit", "display", "get_ipython", "help", "copyright", "credits",
+                              "license", "_", "__", "___", "__IPYTHON__", "__doc__", "__name__",
+                              "__package__", "__loader__", "__spec__", "dreload"})
+#: Loaded before the snapshot in every run: what the checks use, and the modules that rebind torch's
+#: functions when they are first imported (torch._dynamo wraps torch.manual_seed, for one).
+BASE_PRELOAD = ("numpy", "torch", "torch._dynamo", "torch.nn.functional", "torch.optim")
+#: Output kept per cell (characters); the rest is cut with a note.
+OUTPUT_LIMIT = 100_000
+
+_MISSING = object()
+
+
+class Guard:
+    """A snapshot of everything the checks rely on, and the list of what has changed since.
+
+    Taken once, after the grading modules (and the oracles they compare with) are
+    imported and before any learner code runs.  Identity, not equality, is
+    compared: a replaced function is a different object even when it has the same name.
+    """
+
+    def __init__(self) -> None:
+        self.modules: dict[str, tuple[object, dict]] = {}
+        for name, mod in list(sys.modules.items()):
+            self._add(name, mod)
+        self.builtins = {k: v for k, v in vars(builtins).items() if k not in BUILTINS_SWAPPED}
+        self.sys = {k: getattr(sys, k, _MISSING) for k in SYS_NAMES}
+        self.modules_dict = sys.modules
+        self.classes = []
+        try:
+            import torch
+
+            for cls in (torch.Tensor, torch.nn.Module, torch.nn.Parameter, torch.nn.Linear, torch.nn.Embedding,
+                        torch.nn.LayerNorm, torch.optim.Optimizer, torch.optim.AdamW, torch.Generator):
+                self.classes.append((cls, dict(vars(cls))))
+            self._torch_C = torch._C
+        except Exception:  # noqa: BLE001 - torch-free notebooks
+            self._torch_C = None
+
+    def _add(self, name: str, mod) -> None:
+        if mod is None or name.split(".")[0] not in PROTECTED_PACKAGES:
+            return
+        d = getattr(mod, "__dict__", None)
+        if isinstance(d, dict):
+            own = name.split(".")[0] == "transformer_course"
+            # everything of this package (its tolerances too); elsewhere the public names, and the private
+            # functions, classes and modules (libraries keep private state in other private globals)
+            self.modules[name] = (mod, {k: v for k, v in d.items() if k not in VOLATILE and (
+                own or not k.startswith("_") or callable(v) or isinstance(v, type(sys)))})
+
+    def violations(self, limit: int = 5) -> list[str]:
+        """What was replaced since the snapshot (at most ``limit`` entries); empty when nothing was."""
+        found: list[str] = []
+
+        def note(what: str) -> bool:
+            found.append(what)
+            return len(found) >= limit
+
+        if sys.modules is not self.modules_dict:
+            note("sys.modules was replaced")
+        for k, v in self.sys.items():
+            if getattr(sys, k, _MISSING) is not v and note(f"sys.{k} was replaced"):
+                return found
+        if sys.getprofile() is not None and note("a profiler was left installed (sys.setprofile)"):
+            return found
+        if sys.gettrace() is not None and note("a tracer was left installed (sys.settrace)"):
+            return found
+        current = vars(builtins)
+        for k, v in self.builtins.items():
+            if current.get(k, _MISSING) is not v and note(f"builtins.{k} was replaced"):
+                return found
+        modules = self.modules_dict
+        for name, (mod, attrs) in self.modules.items():
+            if modules.get(name, mod) is not mod and note(f"sys.modules[{name!r}] was replaced"):
+                return found
+            d = mod.__dict__
+            for k, v in attrs.items():
+                if d.get(k, _MISSING) is not v and note(f"{name}.{k} was replaced"):
+                    return found
+        for cls, attrs in self.classes:
+            d = cls.__dict__
+            for k, v in attrs.items():
+                if d.get(k, _MISSING) is not v and note(f"{cls.__module__}.{cls.__qualname__}.{k} was replaced"):
+                    return found
+        C = self._torch_C
+        if C is not None:
+            if C._len_torch_function_stack() and note("a torch function mode was left active"):
+                return found
+            stack = getattr(C, "_len_torch_dispatch_stack", None)
+            if stack is not None and stack() and note("a torch dispatch mode was left active"):
+                return found
+        return found
+
+
+class _Capture(io.TextIOBase):
+    """Collects what a cell writes, in order, as (stream name, text) chunks, up to OUTPUT_LIMIT characters."""
+
+    def __init__(self, sink: list, name: str, budget: list) -> None:
+        self.sink, self.name, self.budget = sink, name, budget
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        text = str(text)
+        left = self.budget[0]
+        if left <= 0:
+            return len(text)
+        piece = text[:left]
+        self.budget[0] -= len(piece)
+        if len(piece) < len(text):
+            piece += "\n[output cut: more than %d characters]\n" % OUTPUT_LIMIT
+            self.budget[0] = 0
+        if self.sink and self.sink[-1][0] == self.name:
+            self.sink[-1][1] += piece
+        else:
+            self.sink.append([self.name, piece])
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _outputs(chunks: list) -> list[dict]:
+    return [{"name": name, "text": text} for name, text in chunks]
+
+
+def _describe(exc: BaseException) -> dict:
+    return {"ename": type(exc).__name__, "evalue": str(exc)}
+
+
+def _learner_traceback(exc: BaseException) -> list[str]:
+    """The learner's own traceback (their cells are theirs to see), without this module's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return traceback.format_exception(type(exc), exc, tb)
+
+
+def _run(plan: dict, emit) -> None:
+    token = plan["token"]
+    import importlib
+
+    # The grading modules the tests use, and the libraries they compare with, are loaded before any
+    # learner code, so that the snapshot holds the genuine objects.
+    for name in [*BASE_PRELOAD, *plan.get("preload", [])]:
+        try:
+            mod = importlib.import_module(name)
+            for oracle in getattr(mod, "ORACLES", ()):
+                importlib.import_module(oracle)
+        except Exception:  # noqa: BLE001 - a missing optional oracle: that check will say so itself
+            pass
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.showtraceback = lambda *a, **k: None          # errors are reported as data, below
+    user_ns = shell.user_ns
+    real_builtins = builtins
+    real_stdout, real_stderr = sys.stdout, sys.stderr
+    guard = Guard()
+    emit({"event": "ready", "token": token})
+    for i, cell in enumerate(plan["cells"]):
+        emit({"event": "start", "cell": i, "token": token})
+        chunks: list = []
+        budget = [OUTPUT_LIMIT]
+        out, err = _Capture(chunks, "stdout", budget), _Capture(chunks, "stderr", budget)
+        error = None
+        tampered: list[str] = []
+        if cell.get("skip"):
+            error = {"ename": "NotRun", "evalue": cell["skip"]}
+        elif cell["kind"] == "test":
+            tampered = guard.violations()
+            if not tampered:
+                sys.stdout, sys.stderr = out, err
+                user_ns["__builtins__"] = real_builtins
+                try:
+                    code = compile(cell["source"], f"<test {cell.get('grade_id', i)}>", "exec")
+                    exec(code, user_ns)                     # noqa: S102 - the instructor's test
+                except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail a test too
+                    error = _describe(exc)
+                finally:
+                    sys.setprofile(None)
+                    sys.settrace(None)
+                    sys.stdout, sys.stderr = real_stdout, real_stderr
+                tampered = guard.violations()
+        else:
+            sys.stdout, sys.stderr = out, err
+            try:
+                result = shell.run_cell(cell["source"], store_history=True)
+                exc = result.error_in_exec or result.error_before_exec
+                if exc is not None:
+                    error = {**_describe(exc), "traceback": _learner_traceback(exc)}
+            except BaseException as exc:  # noqa: BLE001 - SystemExit raised past IPython
+                error = {**_describe(exc), "traceback": _learner_traceback(exc)}
+            finally:
+                sys.stdout, sys.stderr = real_stdout, real_stderr
+        emit({"event": "end", "cell": i, "token": token, "outputs": _outputs(chunks), "error": error,
+              "tampered": tampered})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    fd = int(argv[0])
+    channel = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    os.set_inheritable(fd, False)
+    plan = json.loads(sys.stdin.read())
+    # the plan (with the token and the tests) is not left readable on fd 0; input() in a cell gets EOF
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdin = io.StringIO("")
+
+    def emit(event: dict) -> None:
+        channel.write(json.dumps(event) + "\n")
+        channel.flush()
+
+    start = time.monotonic()
+    _run(plan, emit)
+    emit({"event": "done", "token": plan["token"], "seconds": time.monotonic() - start})
+    channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
