@@ -27,6 +27,7 @@ from .nbgrading import (
     course_root,
     generate_assignment,
     make_config,
+    run_notes,
 )
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -145,8 +146,21 @@ def pending(root: Path, names: list[str], force: bool = False) -> tuple[list[tup
 
 
 def autograde(names: list[str] | None = None, workers: int | None = None, force: bool = False,
-              root: Path | None = None) -> AutogradeSummary:
-    """Grade every collected submission not yet graded, ``workers`` at a time."""
+              root: Path | None = None, sandbox: str | None = None) -> AutogradeSummary:
+    """Grade every collected submission not yet graded, ``workers`` at a time.
+
+    ``sandbox``: ``"bwrap"`` (the default for a class: each submission in its own bubblewrap
+    sandbox, refused where bubblewrap cannot run), ``"auto"`` or ``"none"``;
+    ``TRANSFORMER_COURSE_SANDBOX`` sets the default.
+    """
+    from .grading.sandbox import SandboxUnavailable, sandbox_mode
+
+    sandbox = sandbox or os.environ.get("TRANSFORMER_COURSE_SANDBOX", "bwrap")
+    try:
+        mode = sandbox_mode(sandbox)
+    except SandboxUnavailable as exc:
+        raise GradingError(f"{exc}; to grade trusted code without a sandbox, pass --sandbox none") from None
+    os.environ["TRANSFORMER_COURSE_SANDBOX"] = mode         # the workers inherit it
     root = (root or course_root()).resolve()
     names = names or assignments(root)
     config = make_config(root)
@@ -222,11 +236,22 @@ def export(to: str | None = None, root: Path | None = None) -> Path:
                                          "first_name", "email", "raw_score", "late_submission_penalty",
                                          "score", "max_score"]
     seen = set()
+    autograded = root / config.CourseDirectory.autograded_directory
     for row in rows:
         key = (row["assignment"], row["student_id"])
         seen.add(key)
-        row["status"] = ("error: " + errors[f"{key[0]}/{key[1]}"]) if f"{key[0]}/{key[1]}" in errors else (
-            "needs manual grading" if key in manual else "ok")
+        notes = run_notes(autograded / key[1] / key[0] / f"{key[0]}.ipynb")
+        problems = list(notes.get("problems", []))
+        review = [f"the grading environment was changed: {t}" for t in notes.get("tampering", [])]
+        review += list(notes.get("flags", []))
+        if f"{key[0]}/{key[1]}" in errors:
+            row["status"] = "error: " + errors[f"{key[0]}/{key[1]}"]
+        elif problems:
+            row["status"] = "graded with problems: " + "; ".join(problems)
+        elif review:
+            row["status"] = "flagged for review: " + "; ".join(review)
+        else:
+            row["status"] = "needs manual grading" if key in manual else "ok"
     for key, err in sorted(errors.items()):
         assignment, student = key.split("/", 1)
         if (assignment, student) not in seen:

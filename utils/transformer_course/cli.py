@@ -70,7 +70,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _cmd_autograde(args: argparse.Namespace) -> int:
     from .classroom import autograde
 
-    summary = autograde(args.assignment or None, workers=args.workers, force=args.force)
+    summary = autograde(args.assignment or None, workers=args.workers, force=args.force, sandbox=args.sandbox)
     print(summary.report())
     return 0 if not summary.failures else 1
 
@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment", nargs="*")
     p.add_argument("--workers", type=int, default=None, help="parallel graders (default: all cores)")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    p.add_argument("--sandbox", choices=("bwrap", "auto", "none"), default="bwrap",
+                   help="isolate each submission with bubblewrap (default, required for untrusted classes); "
+                        "'none' trusts the code")
     p.set_defaults(func=_cmd_autograde)
 
     p = sub.add_parser("feedback", help="HTML feedback for autograded submissions")

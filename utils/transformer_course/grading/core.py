@@ -121,7 +121,11 @@ def _watch_calls(forbid: Iterable[Callable]):
     try:
         yield hits
     finally:
+        switched_off = sys.getprofile() is not hook
         sys.setprofile(previous)
+        if switched_off:
+            # the learner's code removed or replaced the watch: what it called can no longer be known
+            hits.append(SWITCHED_OFF)
 
 
 def _not_implemented_message(name: str, fn: Callable, exc: BaseException) -> str:
@@ -175,7 +179,14 @@ def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any
     return result
 
 
+#: Recorded when the code under test switched the call watch off (``sys.setprofile``).
+SWITCHED_OFF = "<sys.setprofile, switching off the grader's watch>"
+
+
 def _forbidden(name: str, hits: list[str]) -> None:
+    if SWITCHED_OFF in hits:
+        fail(f"{name} changed the profiler (sys.setprofile) that the grader uses to watch what it calls, so "
+             "this answer cannot be graded.", "Leave sys.setprofile and sys.settrace alone in your answers.")
     fail(f"{name} calls {hits[0]}, which computes the very thing this exercise asks you to write.",
          "Write the computation yourself with numpy/torch operations. The check compares your answer with a "
          "reference implementation, so an answer that calls one would test nothing (the package's versions are "

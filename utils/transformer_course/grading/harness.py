@@ -42,6 +42,8 @@ PROTECTED_PACKAGES = frozenset({
     "math", "cmath", "operator", "functools", "contextlib", "io", "inspect", "copy", "tracemalloc",
     "_frozen_importlib", "_frozen_importlib_external",
 })
+#: Modules whose public constants (``numpy.inf``, ``math.pi``, ``torch.float32``) are protected too.
+CONSTANT_MODULES = frozenset({"numpy", "torch", "math", "cmath", "torch.nn.functional"})
 #: Module globals that change in honest runs (caches, registries written on import, last results).
 VOLATILE = frozenset({
     "__warningregistry__", "_", "__", "___", "__builtins__", "__loader__", "__spec__", "__cached__",
@@ -96,10 +98,12 @@ class Guard:
         d = getattr(mod, "__dict__", None)
         if isinstance(d, dict):
             own = name.split(".")[0] == "transformer_course"
-            # everything of this package (its tolerances too); elsewhere the public names, and the private
-            # functions, classes and modules (libraries keep private state in other private globals)
+            top = name in CONSTANT_MODULES
+            # everything of this package (its tolerances too); elsewhere the functions, classes and modules,
+            # and the public constants of the top-level modules (np.inf, torch.float32); libraries keep
+            # state of their own in other globals
             self.modules[name] = (mod, {k: v for k, v in d.items() if k not in VOLATILE and (
-                own or not k.startswith("_") or callable(v) or isinstance(v, type(sys)))})
+                own or callable(v) or isinstance(v, type(sys)) or (top and not k.startswith("_")))})
 
     def violations(self, limit: int = 5) -> list[str]:
         """What was replaced since the snapshot (at most ``limit`` entries); empty when nothing was."""

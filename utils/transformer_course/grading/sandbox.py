@@ -353,8 +353,14 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
             rc = proc.returncode
             if oom:
                 why = f"it ran out of memory (limit {memory_mb} MiB) and was killed"
-            elif rc is not None and rc < 0:
-                why = f"it was killed by signal {signal.Signals(-rc).name}"
+            elif rc is not None and (rc < 0 or (sandboxed and rc > 128)):
+                # bubblewrap reports a child killed by signal N as exit status 128 + N
+                number = -rc if rc < 0 else rc - 128
+                try:
+                    name = signal.Signals(number).name
+                except ValueError:
+                    name = str(number)
+                why = f"it was killed by signal {name}"
             else:
                 why = f"it exited with status {rc}"
                 if rc == 0:
@@ -433,6 +439,9 @@ def run_cells(cells: list[dict], *, preload: list[str] = (), sandbox: str | None
         report.restarts += 1
     for i, o in skipped.items():
         outcomes[i] = o
+    for i, o in sorted(outcomes.items()):
+        if o.error and o.error.get("ename") == "MemoryError":
+            report.problems.append(f"cell {i + 1}: ran out of memory (MemoryError; the limit is {memory_mb} MiB)")
     report.cells = [outcomes.get(i, CellOutcome(index=i, error={"ename": "NotRun", "evalue": "no result"}))
                     for i in range(len(plan))]
     report.seconds = time.monotonic() - start

@@ -43,6 +43,7 @@ SUSPECT_ATTRIBUTES = {
     "input_transformers_cleanup": "rewrites later cells", "register": None, "events": None,
     "current_frames": "reads every thread's frames", "currentframe": "reads the grader's stack frames",
     "stack": None, "getouterframes": "reads the grader's stack frames",
+    "getsource": "copies source code (the reference implementation's?)",
 }
 #: Calls that run code built at run time.
 SUSPECT_CALLS = {"exec": "runs code built at run time", "eval": "runs code built at run time",
