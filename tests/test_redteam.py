@@ -89,8 +89,11 @@ ATTACKS = [
         """, "tampered:transformer_course.grading.core."),
     ("the check module swapped in sys.modules", """
         import sys as _sys, types as _types
+        class _Anything:                                  # every check is a no-op that passes
+            def __getattr__(self, name):
+                return lambda *a, **k: None
         _fake = _types.ModuleType("fake")
-        _fake.__getattr__ = lambda name: (lambda *a, **k: None)
+        _fake.__getattr__ = lambda name: _Anything()
         _real = {k: v for k, v in _sys.modules.items() if k.startswith("transformer_course.grading")}
         for _k in _real:
             _sys.modules[_k] = _fake

@@ -197,8 +197,27 @@ def _learner_traceback(exc: BaseException) -> list[str]:
     return traceback.format_exception(type(exc), exc, tb)
 
 
+def _end_strays() -> None:
+    """End every process a cell left behind (in the sandbox's own pid namespace, where /proc lists only
+    its processes): a cell's processes do not outlive it, so they cannot hold the process limit."""
+    import signal
+
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        if pid not in (1, me):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def _run(plan: dict, emit) -> None:
     token = plan["token"]
+    sandboxed = bool(plan.get("sandboxed"))
     import importlib
 
     # The grading modules the tests use, and the libraries they compare with, are loaded before any
@@ -211,8 +230,11 @@ def _run(plan: dict, emit) -> None:
         except Exception:  # noqa: BLE001 - a missing optional oracle: that check will say so itself
             pass
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
 
-    shell = InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False                 # no history database, no history thread
+    shell = InteractiveShell.instance(config=config)
     shell.showtraceback = lambda *a, **k: None          # errors are reported as data, below
     user_ns = shell.user_ns
     real_builtins = builtins
@@ -254,6 +276,8 @@ def _run(plan: dict, emit) -> None:
                 error = {**_describe(exc), "traceback": _learner_traceback(exc)}
             finally:
                 sys.stdout, sys.stderr = real_stdout, real_stderr
+        if sandboxed:
+            _end_strays()
         emit({"event": "end", "cell": i, "token": token, "outputs": _outputs(chunks), "error": error,
               "tampered": tampered})
 

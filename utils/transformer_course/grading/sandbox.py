@@ -243,7 +243,7 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
     """One run of the harness. Returns the outcomes of the cells that ended, and how the run ended:
     ``{"state": "done" | "died" | "timeout" | "notebook_timeout" | "protocol", "cell": i or None, "detail": str}``."""
     token = secrets.token_hex(16)
-    plan = json.dumps({"token": token, "cells": cells, "preload": preload})
+    plan = json.dumps({"token": token, "cells": cells, "preload": preload, "sandboxed": sandboxed})
     outcomes: dict[int, CellOutcome] = {}
     with tempfile.TemporaryDirectory(prefix="tc-submission-") as work:
         os.chmod(work, 0o777)
