@@ -41,7 +41,7 @@ def toy(tmp_path_factory) -> Path:
 
 def fresh_copy(toy: Path, dest: Path) -> Path:
     """A copy of the toy course with an empty instructor workspace."""
-    shutil.copytree(toy, dest, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db",
+    shutil.copytree(toy, dest, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db", "graded",
                                                               "grading_errors.json"))
     return dest
 

@@ -128,31 +128,83 @@ def _failed_result(config, assignment: str, student: str, error: str) -> Submiss
     return result
 
 
+#: One file per graded submission, written (atomically) only once its grades are in the gradebook:
+#: a rerun after a crash grades exactly the submissions that have none.
+DONE_DIR = Path("autograder") / "graded"
+
+
+def _done_path(root: Path, assignment: str, student: str) -> Path:
+    return root / DONE_DIR / assignment / f"{student}.json"
+
+
+def _submission_digest(root: Path, assignment: str, student: str) -> str:
+    import hashlib
+
+    config = make_config(root)
+    path = root / config.CourseDirectory.submitted_directory / student / assignment / f"{assignment}.ipynb"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _mark_done(root: Path, result: SubmissionResult) -> None:
+    path = _done_path(root, result.assignment, result.student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    record = {"submission_sha256": _submission_digest(root, result.assignment, result.student),
+              "result": result.to_json()}
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _is_done(root: Path, assignment: str, student: str) -> bool:
+    """Graded, and the submission is still the one that was graded (a new one is graded again)."""
+    path = _done_path(root, assignment, student)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("submission_sha256") == _submission_digest(root, assignment, student)
+
+
 def pending(root: Path, names: list[str], force: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(to grade, already graded): a submission is graded when its record in ``autograder/graded/`` exists."""
     todo, done = [], []
     config = make_config(root)
     submitted = root / config.CourseDirectory.submitted_directory
-    autograded = root / config.CourseDirectory.autograded_directory
     for student_dir in sorted(p for p in submitted.glob("*") if p.is_dir()):
         for name in names:
             if not (student_dir / name).is_dir():
                 continue
             key = (name, student_dir.name)
-            if not force and (autograded / student_dir.name / name / f"{name}.ipynb").is_file():
+            if not force and _is_done(root, name, student_dir.name):
                 done.append(key)
             else:
                 todo.append(key)
     return todo, done
 
 
+#: How often a submission is retried when the worker grading it dies (not the learner's process: the
+#: grader's own, e.g. killed by the machine's out-of-memory killer or by an operator).
+WORKER_RETRIES = 2
+
+
 def autograde(names: list[str] | None = None, workers: int | None = None, force: bool = False,
-              root: Path | None = None, sandbox: str | None = None) -> AutogradeSummary:
+              root: Path | None = None, sandbox: str | None = None, db_url: str | None = None) -> AutogradeSummary:
     """Grade every collected submission not yet graded, ``workers`` at a time.
 
     ``sandbox``: ``"bwrap"`` (the default for a class: each submission in its own bubblewrap
     sandbox, refused where bubblewrap cannot run), ``"auto"`` or ``"none"``;
-    ``TRANSFORMER_COURSE_SANDBOX`` sets the default.
+    ``TRANSFORMER_COURSE_SANDBOX`` sets the default.  ``db_url``: the gradebook (SQLAlchemy URL;
+    default ``TRANSFORMER_COURSE_DB_URL`` or ``sqlite:///autograder/gradebook.db``).
+
+    Resumable: each graded submission gets a record in ``autograder/graded/`` once its grades
+    are stored, so a rerun after a crash grades only the submissions without one, and regrading
+    overwrites (nbgrader keeps one submission per student and assignment), never duplicates.
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from .grading.sandbox import SandboxUnavailable, sandbox_mode
 
     sandbox = sandbox or os.environ.get("TRANSFORMER_COURSE_SANDBOX", "bwrap")
@@ -161,6 +213,8 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
     except SandboxUnavailable as exc:
         raise GradingError(f"{exc}; to grade trusted code without a sandbox, pass --sandbox none") from None
     os.environ["TRANSFORMER_COURSE_SANDBOX"] = mode         # the workers inherit it
+    if db_url:
+        os.environ["TRANSFORMER_COURSE_DB_URL"] = db_url
     root = (root or course_root()).resolve()
     names = names or assignments(root)
     config = make_config(root)
@@ -170,18 +224,37 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
     for name in sorted({a for a, _ in todo}):
         generate_assignment(config, name)  # the gradebook learns the assignment and its tests
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_grade_one, os.fspath(root), a, s): (a, s) for a, s in todo}
-        for fut in as_completed(futures):
-            a, s = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - one broken submission never stops the batch
-                summary.failures.append((a, s, f"{type(exc).__name__}: {exc}"))
-                continue
-            summary.graded.append(result)
-            if result.errors:
-                summary.failures.append((a, s, "; ".join(result.errors)))
+    left = list(todo)
+    deaths: dict[tuple[str, str], int] = {}
+    while left:
+        broken = False
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_one, os.fspath(root), a, s): (a, s) for a, s in left}
+            for fut in as_completed(futures):
+                a, s = futures[fut]
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one broken submission never stops the batch
+                    summary.failures.append((a, s, f"{type(exc).__name__}: {exc}"))
+                    left.remove((a, s))
+                    continue
+                left.remove((a, s))
+                summary.graded.append(result)
+                _mark_done(root, result)
+                if result.errors:
+                    summary.failures.append((a, s, "; ".join(result.errors)))
+        if not broken:
+            break
+        # a worker died: the pool is gone. Everything not finished is graded again in a new pool; a
+        # submission whose worker died more than WORKER_RETRIES times is recorded as such.
+        for key in list(left):
+            deaths[key] = deaths.get(key, 0) + 1
+            if deaths[key] > WORKER_RETRIES:
+                summary.failures.append((*key, f"the grading worker died {deaths[key]} times on this submission"))
+                left.remove(key)
     summary.graded.sort(key=lambda r: (r.assignment, r.student))
     # Every submission that could not be graded is remembered, with why, so that
     # `export` lists it instead of leaving the student out.
@@ -189,7 +262,11 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
     for a, s in todo:
         errors.pop(f"{a}/{s}", None)
     for a, s, err in summary.failures:
-        errors[f"{a}/{s}"] = err
+        graded = next((r for r in summary.graded if r.assignment == a and r.student == s), None)
+        # a submission graded in spite of a crashed cell keeps its marks (its export status says
+        # "graded with problems"); one that could not be graded at all is an error
+        if graded is None or not graded.exercises or any(e.startswith("autograde failed") for e in graded.errors):
+            errors[f"{a}/{s}"] = err
     _save_errors(root, errors)
     summary.seconds = time.perf_counter() - start
     return summary

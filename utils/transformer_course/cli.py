@@ -70,7 +70,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _cmd_autograde(args: argparse.Namespace) -> int:
     from .classroom import autograde
 
-    summary = autograde(args.assignment or None, workers=args.workers, force=args.force, sandbox=args.sandbox)
+    summary = autograde(args.assignment or None, workers=args.workers, force=args.force, sandbox=args.sandbox,
+                        db_url=args.db)
     print(summary.report())
     return 0 if not summary.failures else 1
 
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sandbox", choices=("bwrap", "auto", "none"), default="bwrap",
                    help="isolate each submission with bubblewrap (default, required for untrusted classes); "
                         "'none' trusts the code")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="gradebook database (SQLAlchemy URL, e.g. postgresql://user@host/course); "
+                        "default TRANSFORMER_COURSE_DB_URL or autograder/gradebook.db")
     p.set_defaults(func=_cmd_autograde)
 
     p = sub.add_parser("feedback", help="HTML feedback for autograded submissions")

@@ -84,7 +84,12 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     c.CourseDirectory.submitted_directory = os.path.join("autograder", "submitted")
     c.CourseDirectory.autograded_directory = os.path.join("autograder", "autograded")
     c.CourseDirectory.feedback_directory = os.path.join("autograder", "feedback")
-    c.CourseDirectory.db_url = "sqlite:///" + os.path.join(root, "autograder", "gradebook.db")
+    # nbgrader's default course id is "", which creates no course row: SQLite does not mind, but
+    # PostgreSQL enforces the assignments' foreign key to it
+    c.CourseDirectory.course_id = "transformer_course"
+    # SQLite by default; any SQLAlchemy URL (postgresql://...) through TRANSFORMER_COURSE_DB_URL
+    c.CourseDirectory.db_url = os.environ.get("TRANSFORMER_COURSE_DB_URL") or (
+        "sqlite:///" + os.path.join(root, "autograder", "gradebook.db"))
     c.CourseDirectory.ignore = list(IGNORE)
     c.Execute.timeout = CELL_TIMEOUT_S
     c.Execute.kernel_name = KERNEL_NAME
