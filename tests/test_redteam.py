@@ -16,6 +16,7 @@ stopped the attack (the guard's report, the file that was not there, the check's
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -364,14 +365,25 @@ def test_no_network_and_no_gradebook(toy, tmp_path):
     assert "visible=[]" in message, message
 
 
-def test_feedback_shows_what_failed_but_not_the_hidden_tests(toy, tmp_path):
+CLASS = {
+    "ann": "def double(x):\n    return 2 * x\n",
+    "bob": "def double(x):\n    return 2\n",
+    "cat": "import os\nos._exit(1)\ndef double(x):\n    return 2 * x\n",
+    "dan": "import numpy as np\nnp.array_equal = lambda *a, **k: True\ndef double(x):\n    return 2 * x\n",
+}
+
+
+def test_classroom_and_check_agree_and_feedback_hides_the_tests(toy, tmp_path):
+    """A small class through collect, autograde, feedback and export: the same marks as `check`, crashes and
+    review flags recorded everywhere, hidden test code nowhere."""
     _need_sandbox()
     from transformer_course import classroom
 
     course = tmp_path / "course"
-    shutil.copytree(toy, course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db"))
+    shutil.copytree(toy, course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db",
+                                                               "graded"))
     inbox = tmp_path / "inbox"
-    for student, body in (("ann", "def double(x):\n    return 2 * x\n"), ("bob", "def double(x):\n    return 2\n")):
+    for student, body in CLASS.items():
         nb = nbformat.read(course / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
         for cell in nb.cells:
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -383,10 +395,35 @@ def test_feedback_shows_what_failed_but_not_the_hidden_tests(toy, tmp_path):
         nbformat.write(nb, os.fspath(inbox / student / "99_toy.ipynb"))
     classroom.collect("99_toy", inbox, root=course)
     summary = classroom.autograde(["99_toy"], workers=2, root=course, sandbox="bwrap")
-    scores = {r.student: r.score for r in summary.graded}
-    assert scores == {"ann": 5, "bob": 3}, scores
-    pages = classroom.feedback(["99_toy"], root=course)
-    bob = next(p for p in pages if "/bob/" in os.fspath(p)).read_text()
-    assert "assert double(21) == 42" not in bob and "BEGIN HIDDEN TESTS" not in bob, \
-        "hidden test code leaked into feedback"
-    assert "should be 42" in bob, "the failure message must reach the learner"
+    graded = {r.student: r for r in summary.graded}
+    assert {s: r.score for s, r in graded.items()} == {"ann": 5, "bob": 3, "cat": 3, "dan": 0}, summary.report()
+
+    # the same marks and messages as a learner's own `check`
+    for student, body in CLASS.items():
+        mine = check_toy(toy, tmp_path / student, body)
+        theirs = {e.grade_id: (e.score, e.message) for e in graded[student].exercises}
+        assert {e["grade_id"]: (e["score"], e["message"]) for e in mine["exercises"]} == theirs, student
+
+    pages = {p.parts[-3]: p.read_text() for p in classroom.feedback(["99_toy"], root=course)}
+    for student, page in pages.items():
+        assert "assert double(21) == 42" not in page and "BEGIN HIDDEN TESTS" not in page, \
+            f"hidden test code leaked into {student}'s feedback"
+    assert "should be 42" in pages["bob"], "the failure message must reach the learner"
+    assert "Notes from grading" in pages["cat"] and "exited with status 1" in pages["cat"]
+    assert "np.array_equal" in pages["dan"], "the review flag must be in the feedback"
+
+    rows = {r["student_id"]: r for r in csv.DictReader(classroom.export(os.fspath(tmp_path / "g.csv"),
+                                                                        root=course).open())}
+    assert rows["ann"]["status"] == "ok" and rows["bob"]["status"] == "ok"
+    assert rows["cat"]["status"].startswith("graded with problems:") and "exited" in rows["cat"]["status"]
+    assert rows["dan"]["status"].startswith("flagged for review:") and "np.array_equal" in rows["dan"]["status"]
+
+
+@pytest.mark.parametrize("name", assignment_names())
+def test_the_course_itself_is_not_flagged(name):
+    """The instructor's own cells and answers pass the static review: a flag on every submission would be noise."""
+    from transformer_course.grading.tamper import scan_cells
+
+    cells, _, _ = grading_plan(nbformat.read(os.fspath(solution_notebook(name)), as_version=4))
+    flags = scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
+    assert not flags, f"{name}'s own code is flagged: {flags}"

@@ -45,6 +45,15 @@ def doctor() -> int:
         print(f"course      {root} ({len(assignments(root))} assignments)")
     except Exception as exc:  # noqa: BLE001
         print(f"course      not found ({exc})")
+    try:
+        from .grading.sandbox import sandbox_works
+
+        ok, why = sandbox_works()
+        print(f"sandbox     {'bubblewrap works: classroom autograding isolates each submission' if ok else why}")
+        if not ok:
+            print("            (`check` still grades, unsandboxed; `autograde` needs it or --sandbox none)")
+    except Exception as exc:  # noqa: BLE001
+        print(f"sandbox     unknown ({exc})")
     for tool in ("jupyter", "alembic"):
         print(f"{tool:<11} {shutil.which(tool) or 'not on PATH'}")
         if tool == "alembic" and not shutil.which(tool):

@@ -155,9 +155,18 @@ def _bwrap_args(workdir: Path) -> list[str]:
     for root in _readonly_roots():
         if not root.startswith("/usr/"):
             args += ["--ro-bind", root, root]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for node in _gpu_devices():                            # a GPU, where there is one, for notebooks that use it
+        args += ["--dev-bind", node, node]
+    args += ["--tmpfs", "/tmp",
              "--bind", os.fspath(workdir), "/tmp/submission", "--chdir", "/tmp/submission"]
     return args
+
+
+def _gpu_devices() -> list[str]:
+    import glob
+
+    return sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/renderD*"))
 
 
 def _environment(sandboxed: bool) -> dict[str, str]:
@@ -232,8 +241,11 @@ def _limits(memory_mb: int, cgroup: _Cgroup):
 
         os.setsid()
         cgroup.join()
-        limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # an address-space limit turns a runaway allocation into a MemoryError, but CUDA maps far more
+        # address space than memory: with a GPU, the memory cgroup (where there is one) is the limit
+        if not _gpu_devices():
+            limit = memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
