@@ -748,7 +748,9 @@ def _check_timing(fn, lengths: list[int], repeats: int, pattern_ms: list[float],
         "the slowest call (max) instead of the median?": np.array([d[L].max() for L in lengths]),
         "milliseconds instead of seconds? Return seconds (time.perf_counter() differences).": 1000 * median,
     }
-    expect_close(arr, median, f"measure_time's result {label}", atol=1e-3, rtol=0.05, mistakes=mistakes,
+    # 2 ms: what a loaded 2-core machine adds between the learner's clock and the fake's (1 ms failed once
+    # in a full parallel suite); every mistake above is still off by 3 ms or more at the longer lengths
+    expect_close(arr, median, f"measure_time's result {label}", atol=2e-3, rtol=0.05, mistakes=mistakes,
                  hint="time each call with time.perf_counter() and take the median over the repeats "
                       "(np.median or statistics.median).")
 

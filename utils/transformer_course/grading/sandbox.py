@@ -243,10 +243,13 @@ def _limits(memory_mb: int, cgroup: _Cgroup):
         cgroup.join()
         # an address-space limit turns a runaway allocation into a MemoryError, but CUDA maps far more
         # address space than memory: with a GPU, the memory cgroup (where there is one) is the limit
-        if not _gpu_devices():
-            limit = memory_mb * 2**20
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for which, value in ((resource.RLIMIT_AS, None if _gpu_devices() else memory_mb * 2**20),
+                             (resource.RLIMIT_CORE, 0)):
+            if value is not None:
+                try:
+                    resource.setrlimit(which, (value, value))
+                except (ValueError, OSError):          # a platform that does not offer this limit
+                    pass
     return apply
 
 
