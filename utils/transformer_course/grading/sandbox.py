@@ -152,14 +152,15 @@ def _bwrap_args(workdir: Path) -> list[str]:
             args += ["--symlink", os.readlink(p), p]
         elif os.path.isdir(p):
             args += ["--ro-bind", p, p]
-    for root in _readonly_roots():
-        if not root.startswith("/usr/"):
-            args += ["--ro-bind", root, root]
     args += ["--proc", "/proc", "--dev", "/dev"]
     for node in _gpu_devices():                            # a GPU, where there is one, for notebooks that use it
         args += ["--dev-bind", node, node]
-    args += ["--tmpfs", "/tmp",
-             "--bind", os.fspath(workdir), "/tmp/submission", "--chdir", "/tmp/submission"]
+    # the private /tmp first: an environment that lives under /tmp (a CI checkout) is bound on top of it
+    args += ["--tmpfs", "/tmp"]
+    for root in _readonly_roots():
+        if not root.startswith("/usr/"):
+            args += ["--ro-bind", root, root]
+    args += ["--bind", os.fspath(workdir), "/tmp/submission", "--chdir", "/tmp/submission"]
     return args
 
 
