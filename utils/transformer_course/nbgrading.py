@@ -258,7 +258,8 @@ def apply_outcomes(nb, cells: list[dict], where: list[int], report) -> None:
                 outputs.append(_error(
                     "GradingEnvironmentChanged",
                     "this test does not count: code in the notebook replaced what the checks rely on ("
-                    + "; ".join(outcome.tampered) + "). Flagged for review."))
+                    + "; ".join(outcome.tampered) + "). Flagged for review. Remove the code that changes it "
+                    "(the review notes say which cell) and check again."))
             elif outcome.error is not None:
                 outputs.append(_error(outcome.error.get("ename", "Error"), outcome.error.get("evalue", "")))
         else:
