@@ -430,3 +430,21 @@ def test_the_course_itself_is_not_flagged(name):
     cells, _, _ = grading_plan(nbformat.read(os.fspath(solution_notebook(name)), as_version=4))
     flags = scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
     assert not flags, f"{name}'s own code is flagged: {flags}"
+
+
+def test_files_beside_the_notebook_are_there_but_cannot_shadow_modules(tmp_path):
+    """An assignment's data files reach the working folder; a numpy.py among them does not replace numpy."""
+    _need_sandbox()
+    (tmp_path / "numpy.py").write_text("raise SystemExit('the fake numpy was imported')\n")
+    (tmp_path / "data.txt").write_text("forty-two\n")
+    (tmp_path / "helper.py").write_text("ANSWER = 42\n")
+    report = sandbox.run_cells([
+        {"kind": "code", "source": "import numpy, helper\nprint(numpy.__file__)\nprint(open('data.txt').read())\n"
+                                   "print(helper.ANSWER)"},
+        {"kind": "test", "source": "import numpy as np\nassert np.allclose(1, 1)"},
+    ], files_from=tmp_path, sandbox="bwrap")
+    code, test = report.cells
+    printed = "".join(c["text"] for c in code.outputs)
+    assert code.error is None, code.error
+    assert "site-packages" in printed and "forty-two" in printed and "42" in printed, printed
+    assert test.error is None and not test.tampered, test

@@ -298,7 +298,8 @@ class SandboxedExecute(_Base):
 
         cells, where, preload = grading_plan(nb)
         flags = tamper.scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
-        report = sandbox.run_cells(cells, preload=preload)
+        beside = (resources or {}).get("metadata", {}).get("path") or None
+        report = sandbox.run_cells(cells, preload=preload, files_from=beside)
         apply_outcomes(nb, cells, where, report)
         nb.metadata[META_KEY]["flags"] = flags
         return nb, resources

@@ -29,6 +29,10 @@ from .. import attention as att
 from .. import blocks as ref_blocks
 from .core import CheckFailed, as_numpy, call, expect, expect_close, expect_tensor, fail, matches, model_loss, passed, rng
 
+#: The libraries these checks compare with, imported lazily here; the grading harness loads them before
+#: any learner code runs, so that its integrity snapshot holds the genuine objects.
+ORACLES = ("transformers.models.gpt2.modeling_gpt2",)
+
 __all__ = [
     "causal_attention_example", "causal_attention",
     "gpt_forward_example", "gpt_forward",

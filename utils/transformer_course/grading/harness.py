@@ -220,6 +220,12 @@ def _run(plan: dict, emit) -> None:
     sandboxed = bool(plan.get("sandboxed"))
     import importlib
 
+    # the process started in an empty folder (nothing of the submission's on sys.path to shadow the modules
+    # the checks use); it moves to the working folder after the snapshot, which goes last on sys.path
+    here = {"", os.getcwd()}
+    sys.path[:] = [p for p in sys.path if p not in here]
+    workdir = plan.get("workdir") or os.getcwd()
+
     # The grading modules the tests use, and the libraries they compare with, are loaded before any
     # learner code, so that the snapshot holds the genuine objects.
     for name in [*BASE_PRELOAD, *plan.get("preload", [])]:
@@ -240,6 +246,8 @@ def _run(plan: dict, emit) -> None:
     real_builtins = builtins
     real_stdout, real_stderr = sys.stdout, sys.stderr
     guard = Guard()
+    os.chdir(workdir)
+    sys.path.append(workdir)
     emit({"event": "ready", "token": token})
     for i, cell in enumerate(plan["cells"]):
         emit({"event": "start", "cell": i, "token": token})
@@ -285,9 +293,12 @@ def _run(plan: dict, emit) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     fd = int(argv[0])
+    workdir = argv[1] if len(argv) > 1 else None
     channel = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
     os.set_inheritable(fd, False)
     plan = json.loads(sys.stdin.read())
+    if workdir:
+        plan["workdir"] = workdir
     # the plan (with the token and the tests) is not left readable on fd 0; input() in a cell gets EOF
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -30,6 +30,10 @@ from .. import positions as ref
 from ..attention import MultiHeadAttention
 from .core import CheckFailed, as_numpy, call, diagnose, expect_close, expect_shape, fail, matches, passed, rng
 
+#: The libraries these checks compare with, imported lazily here; the grading harness loads them before
+#: any learner code runs, so that its integrity snapshot holds the genuine objects.
+ORACLES = ("transformers.models.llama.modeling_llama",)
+
 __all__ = [
     "permutation_gap_example", "permutation_gap",
     "sinusoidal_table_example", "sinusoidal_table",

@@ -105,7 +105,7 @@ def sandbox_works() -> tuple[bool, str]:
             _WORKS = (False, "bubblewrap (bwrap) is not installed: `apt-get install bubblewrap` on Debian/Ubuntu")
         else:
             with tempfile.TemporaryDirectory(prefix="tc-probe-") as tmp:
-                cmd = _bwrap_args(Path(tmp)) + [sys.executable, "-c", "print('ok')"]
+                cmd = _bwrap_args(Path(tmp)) + ["--chdir", "/tmp/submission", sys.executable, "-c", "print('ok')"]
                 try:
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
                     _WORKS = (out.returncode == 0 and out.stdout.strip() == "ok",
@@ -160,7 +160,7 @@ def _bwrap_args(workdir: Path) -> list[str]:
     for root in _readonly_roots():
         if not root.startswith("/usr/"):
             args += ["--ro-bind", root, root]
-    args += ["--bind", os.fspath(workdir), "/tmp/submission", "--chdir", "/tmp/submission"]
+    args += ["--bind", os.fspath(workdir), "/tmp/submission"]
     return args
 
 
@@ -254,8 +254,32 @@ def _limits(memory_mb: int, cgroup: _Cgroup):
     return apply
 
 
+#: The most that is copied from beside the notebook into the sandbox's working folder (bytes).
+FILES_LIMIT = 200 * 2**20
+
+
+def _copy_beside(source: Path | None, work: str) -> None:
+    """The files beside the notebook (an assignment's data), not the notebooks, into the working folder."""
+    if source is None or not source.is_dir():
+        return
+    total = 0
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_symlink() or not path.is_file() or path.suffix == ".ipynb" \
+                or any(part.startswith(".") for part in rel.parts):
+            continue
+        total += path.stat().st_size
+        if total > FILES_LIMIT:
+            break
+        dest = Path(work) / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        os.chmod(dest, 0o644)
+
+
 def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_timeout: float,
-              deadline: float, memory_mb: int, on_start=None) -> tuple[dict[int, CellOutcome], dict]:
+              deadline: float, memory_mb: int, on_start=None, files_from: Path | None = None
+              ) -> tuple[dict[int, CellOutcome], dict]:
     """One run of the harness. Returns the outcomes of the cells that ended, and how the run ended:
     ``{"state": "done" | "died" | "timeout" | "notebook_timeout" | "protocol", "cell": i or None, "detail": str}``."""
     token = secrets.token_hex(16)
@@ -263,17 +287,25 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
     outcomes: dict[int, CellOutcome] = {}
     with tempfile.TemporaryDirectory(prefix="tc-submission-") as work:
         os.chmod(work, 0o777)
+        _copy_beside(files_from, work)
         read_fd, write_fd = os.pipe()
-        cmd = [sys.executable, "-m", "transformer_course.grading.harness", str(write_fd)]
+        # The process starts in an empty folder, so that `-m` puts nothing of the submission's on sys.path
+        # before the harness's own imports (a numpy.py there would be imported instead of numpy); the harness
+        # moves to the working folder, and puts it last on sys.path, after its snapshot. -s: no user site.
+        flags = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]
+        inside = "/tmp/submission" if sandboxed else work
+        cmd = [sys.executable, *flags, "-m", "transformer_course.grading.harness", str(write_fd), inside]
+        start_dir = os.path.join(work, ".start")          # hidden: _copy_beside skips dot-folders
+        os.mkdir(start_dir)
         if sandboxed:
-            cmd = _bwrap_args(Path(work)) + cmd
+            cmd = _bwrap_args(Path(work)) + ["--chdir", "/tmp/submission/.start"] + cmd
         cgroup = _Cgroup(memory_mb, MAX_PROCESSES)
         stdin_file = tempfile.TemporaryFile()
         stdin_file.write(plan.encode())
         stdin_file.seek(0)
         try:
             proc = subprocess.Popen(cmd, stdin=stdin_file, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    pass_fds=(write_fd,), cwd=work, env=_environment(sandboxed),
+                                    pass_fds=(write_fd,), cwd=start_dir, env=_environment(sandboxed),
                                     preexec_fn=_limits(memory_mb, cgroup))
         finally:
             os.close(write_fd)
@@ -410,11 +442,12 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run_cells(cells: list[dict], *, preload: list[str] = (), sandbox: str | None = None,
               cell_timeout: float | None = None, notebook_timeout: float | None = None,
-              memory_mb: int | None = None) -> RunReport:
+              memory_mb: int | None = None, files_from: str | os.PathLike | None = None) -> RunReport:
     """Run ``cells`` (dicts with ``kind`` ``"code"`` or ``"test"``, ``source``, optional ``grade_id``) and
     return one :class:`CellOutcome` per cell, in order.
 
     ``sandbox``: ``"bwrap"``, ``"none"`` or ``"auto"`` (see :func:`sandbox_mode`).
+    ``files_from``: a folder whose files (not notebooks) are copied into the working folder first.
     """
     mode = sandbox_mode(sandbox)
     cell_timeout = CELL_TIMEOUT_S if cell_timeout is None else cell_timeout
@@ -428,7 +461,8 @@ def run_cells(cells: list[dict], *, preload: list[str] = (), sandbox: str | None
     outcomes: dict[int, CellOutcome] = {}
     while True:
         outcomes, ended = _run_once(plan, list(preload), sandboxed=mode == "bwrap", cell_timeout=cell_timeout,
-                                    deadline=deadline, memory_mb=memory_mb)
+                                    deadline=deadline, memory_mb=memory_mb,
+                                    files_from=Path(files_from) if files_from else None)
         state, at = ended["state"], ended["cell"]
         if state == "done":
             break
