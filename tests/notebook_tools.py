@@ -82,3 +82,33 @@ def assert_lost_with_hints(result: dict[str, dict], expected_words: dict[str, st
         ex = result[grade_id]
         assert ex["score"] == 0 and not ex["passed"], f"{grade_id} kept its points with a planted mistake"
         assert word in ex["message"], f"{grade_id}: hint missing from {ex['message']!r}"
+
+
+# ------------------------------------------------------------ the toy course ---
+
+def build_toy_course(root: Path) -> Path:
+    """A course checkout at ``root`` with one trivial assignment (tests/fixtures/99_toy), built."""
+    import shutil
+
+    from transformer_course.build import build
+
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(ROOT / "tests" / "fixtures" / "99_toy", root / "solutions" / "99_toy")
+    (root / "autograder").mkdir()
+    build(root, log=lambda *_: None)
+    return root
+
+
+def toy_submission(toy: Path, dest: Path, double: str | None = None, square: str | None = None) -> Path:
+    """The toy student notebook with the given answers (None: left untouched), written to ``dest/99_toy.ipynb``."""
+    nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "double" and double is not None:
+            cell.source = double
+        if gid == "square" and square is not None:
+            cell.source = square
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "99_toy.ipynb"
+    nbformat.write(nb, os.fspath(path))
+    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_tools import ROOT
+from notebook_tools import ROOT, build_toy_course, toy_submission
 
 CLI = [sys.executable, "-m", "transformer_course"]
 
@@ -29,14 +29,7 @@ def run_cli(*args, root: Path = ROOT, cwd: str = "/", timeout: int = 600) -> sub
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     """A course checkout with one trivial assignment, built."""
-    from transformer_course.build import build
-
-    root = tmp_path_factory.mktemp("toycourse")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(ROOT / "tests" / "fixtures" / "99_toy", root / "solutions" / "99_toy")
-    (root / "autograder").mkdir()
-    build(root, log=lambda *_: None)
-    return root
+    return build_toy_course(tmp_path_factory.mktemp("toycourse"))
 
 
 def fresh_copy(toy: Path, dest: Path) -> Path:
@@ -44,20 +37,6 @@ def fresh_copy(toy: Path, dest: Path) -> Path:
     shutil.copytree(toy, dest, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db", "graded",
                                                               "grading_errors.json"))
     return dest
-
-
-def toy_submission(toy: Path, dest: Path, double: str | None = None, square: str | None = None) -> Path:
-    nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid == "double" and double is not None:
-            cell.source = double
-        if gid == "square" and square is not None:
-            cell.source = square
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "99_toy.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 GOOD_DOUBLE = "def double(x):\n    return x + x"

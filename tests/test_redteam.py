@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_tools import ROOT, assignment_names, solution_notebook
+from notebook_tools import ROOT, assignment_names, build_toy_course, solution_notebook, toy_submission
 
 from transformer_course.grading import sandbox
 from transformer_course.nbgrading import grading_plan
@@ -250,27 +250,12 @@ def test_static_review_flags_code_that_reaches_into_the_grader():
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
-    from transformer_course.build import build
-
-    root = tmp_path_factory.mktemp("redteam-course")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(ROOT / "tests" / "fixtures" / "99_toy", root / "solutions" / "99_toy")
-    (root / "autograder").mkdir()
-    build(root, log=lambda *_: None)
-    return root
+    return build_toy_course(tmp_path_factory.mktemp("redteam-course"))
 
 
 def check_toy(toy: Path, tmp_path: Path, double: str, square: str = "def square(x):\n    return x * x\n",
               env: dict | None = None, timeout: int = 300) -> dict:
-    nb = nbformat.read(toy / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid == "double":
-            cell.source = double
-        elif gid == "square":
-            cell.source = square
-    path = tmp_path / "99_toy.ipynb"
-    nbformat.write(nb, os.fspath(path))
+    path = toy_submission(toy, tmp_path, double=double, square=square)
     proc = subprocess.run([*CLI, "check", os.fspath(path), "--json"], capture_output=True, text=True, cwd="/",
                           timeout=timeout, env={**os.environ, "TRANSFORMER_COURSE_ROOT": os.fspath(toy),
                                                 "TRANSFORMER_COURSE_SANDBOX": "bwrap", **(env or {})})
@@ -386,15 +371,7 @@ def test_classroom_and_check_agree_and_feedback_hides_the_tests(toy, tmp_path):
                                                                "graded"))
     inbox = tmp_path / "inbox"
     for student, body in CLASS.items():
-        nb = nbformat.read(course / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if gid == "double":
-                cell.source = body
-            elif gid == "square":
-                cell.source = "def square(x):\n    return x * x\n"
-        (inbox / student).mkdir(parents=True)
-        nbformat.write(nb, os.fspath(inbox / student / "99_toy.ipynb"))
+        toy_submission(course, inbox / student, double=body, square="def square(x):\n    return x * x\n")
     classroom.collect("99_toy", inbox, root=course)
     summary = classroom.autograde(["99_toy"], workers=2, root=course, sandbox="bwrap")
     graded = {r.student: r for r in summary.graded}
@@ -402,7 +379,6 @@ def test_classroom_and_check_agree_and_feedback_hides_the_tests(toy, tmp_path):
 
     # the same marks and messages as a learner's own `check`
     for student, body in CLASS.items():
-        (tmp_path / student).mkdir()
         mine = check_toy(toy, tmp_path / student, body)
         theirs = {e.grade_id: (e.score, e.message) for e in graded[student].exercises}
         assert {e["grade_id"]: (e["score"], e["message"]) for e in mine["exercises"]} == theirs, student

@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from notebook_tools import ROOT
+from notebook_tools import build_toy_course, toy_submission
 
 CLI = [sys.executable, "-m", "transformer_course"]
 # a class of 8 in the suite; TRANSFORMER_COURSE_SCALE_STUDENTS=40 runs the 40-submission batch
@@ -25,14 +24,7 @@ EXPECTED = {f"s{i:02d}": (2 if i % 2 == 0 else 0) + (3 if i % 3 else 0) for i in
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    from transformer_course.build import build
-
-    root = tmp_path_factory.mktemp("scale-course")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copytree(ROOT / "tests" / "fixtures" / "99_toy", root / "solutions" / "99_toy")
-    (root / "autograder").mkdir()
-    build(root, log=lambda *_: None)
-    return root
+    return build_toy_course(tmp_path_factory.mktemp("scale-course"))
 
 
 def _class(course: Path, dest: Path) -> Path:
@@ -42,15 +34,9 @@ def _class(course: Path, dest: Path) -> Path:
     shutil.copytree(course, dest)
     inbox = dest.parent / (dest.name + "-inbox")
     for i, student in enumerate(EXPECTED):
-        nb = nbformat.read(dest / "notebooks" / "99_toy" / "99_toy.ipynb", as_version=4)
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if gid == "double":
-                cell.source = "def double(x):\n    return 2 * x\n" if i % 2 == 0 else "def double(x):\n    return x\n"
-            elif gid == "square":
-                cell.source = "def square(x):\n    return x * x\n" if i % 3 else "def square(x):\n    return 4\n"
-        (inbox / student).mkdir(parents=True)
-        nbformat.write(nb, os.fspath(inbox / student / "99_toy.ipynb"))
+        toy_submission(dest, inbox / student,
+                       double="def double(x):\n    return 2 * x\n" if i % 2 == 0 else "def double(x):\n    return x\n",
+                       square="def square(x):\n    return x * x\n" if i % 3 else "def square(x):\n    return 4\n")
     classroom.collect("99_toy", inbox, root=dest)
     return dest
 

@@ -392,8 +392,6 @@ def _cell_messages(autograded: Path) -> dict[str, str]:
                 if out.get("ename") == "NotImplementedError" and not evalue:
                     evalue = "an answer cell still raises NotImplementedError: replace it with your code"
                 parts.append(f"{out.get('ename', 'Error')}: {evalue}" if evalue else str(out.get("ename", "Error")))
-            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
-                parts.append("the test cell wrote to stderr: " + "".join(out.get("text", "")).strip()[:500])
         messages[gid] = "\n".join(parts)
     return messages
 

@@ -182,7 +182,7 @@ def _environment(sandboxed: bool) -> dict[str, str]:
     if sandboxed:
         env["HF_HOME"] = "/tmp/hf"
         env["MPLCONFIGDIR"] = "/tmp/mpl"
-    for key in ("TRANSFORMER_COURSE_ROOT_HINT", "TORCH_NUM_THREADS"):
+    for key in ("TORCH_NUM_THREADS",):
         if key in os.environ:
             env[key] = os.environ[key]
     return env
@@ -278,7 +278,7 @@ def _copy_beside(source: Path | None, work: str) -> None:
 
 
 def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_timeout: float,
-              deadline: float, memory_mb: int, on_start=None, files_from: Path | None = None
+              deadline: float, memory_mb: int, files_from: Path | None = None
               ) -> tuple[dict[int, CellOutcome], dict]:
     """One run of the harness. Returns the outcomes of the cells that ended, and how the run ended:
     ``{"state": "done" | "died" | "timeout" | "notebook_timeout" | "protocol", "cell": i or None, "detail": str}``."""
@@ -316,18 +316,14 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
         started_at = time.monotonic()
         ready = False
         stderr_tail = bytearray()
+        stderr_open = proc.stderr is not None
         try:
             while True:
-                now = time.monotonic()
-                if current is not None:
-                    limit = min(started_at + cell_timeout, deadline)
-                else:
-                    limit = min(now + STARTUP_TIMEOUT_S, deadline) if not ready else deadline
-                wait = max(0.0, limit - now)
-                fds = [read_fd] + ([proc.stderr.fileno()] if proc.stderr else [])
-                r, _, _ = select.select(fds, [], [], min(wait, 1.0))
-                if proc.stderr and proc.stderr.fileno() in r:
+                fds = [read_fd] + ([proc.stderr.fileno()] if stderr_open else [])
+                r, _, _ = select.select(fds, [], [], 0.5)     # the time limits are checked below
+                if stderr_open and proc.stderr.fileno() in r:
                     chunk = os.read(proc.stderr.fileno(), 65536)
+                    stderr_open = bool(chunk)                  # end of file: stop watching it
                     stderr_tail.extend(chunk)
                     del stderr_tail[:-4000]
                 if read_fd in r:
@@ -354,8 +350,6 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
                                 raise _Stop
                             current = event["cell"]
                             started_at = time.monotonic()
-                            if on_start:
-                                on_start(current)
                         elif kind == "end":
                             if event.get("cell") != current or current in outcomes:
                                 ended = {"state": "protocol", "cell": current,
