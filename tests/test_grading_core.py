@@ -125,7 +125,7 @@ def test_kernel_channel_waits_are_sliced_and_keep_their_timeouts():
     from jupyter_client.channels import AsyncZMQSocketChannel
     from jupyter_client.session import Session
 
-    from transformer_course import nbgrading
+    from transformer_course.grader import nbgrading
 
     nbgrading._poll_in_slices()
     nbgrading._poll_in_slices()                        # idempotent

@@ -160,7 +160,7 @@ def test_doctor_reports_versions_and_device():
 
 def test_collect_autograde_feedback_export(toy, tmp_path):
     """A small class: a perfect, a partial, an untouched and a malformed submission."""
-    from transformer_course import classroom
+    from transformer_course.grader import classroom
 
     toy = fresh_copy(toy, tmp_path / "course")
 
@@ -200,7 +200,7 @@ def test_collect_autograde_feedback_export(toy, tmp_path):
 def test_collect_accepts_a_zip_of_the_folder_and_explains_bad_input(toy, tmp_path):
     import zipfile
 
-    from transformer_course import classroom
+    from transformer_course.grader import classroom
 
     inbox = tmp_path / "inbox"
     toy_submission(toy, inbox / "eve", double=GOOD_DOUBLE)

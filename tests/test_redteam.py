@@ -30,8 +30,8 @@ import pytest
 
 from notebook_tools import ROOT, assignment_names, build_toy_course, solution_notebook, toy_submission
 
-from transformer_course.grading import sandbox
-from transformer_course.nbgrading import grading_plan
+from transformer_course.grader import sandbox
+from transformer_course.grader.nbgrading import grading_plan
 
 CLI = [sys.executable, "-m", "transformer_course"]
 
@@ -229,7 +229,7 @@ def test_switching_off_the_call_watch_is_caught():
 
 
 def test_static_review_flags_code_that_reaches_into_the_grader():
-    from transformer_course.grading.tamper import scan_cells
+    from transformer_course.grader.review import scan_cells
 
     flags = scan_cells([
         (1, "import numpy as np\nnp.allclose = lambda *a, **k: True"),
@@ -364,7 +364,7 @@ def test_classroom_and_check_agree_and_feedback_hides_the_tests(toy, tmp_path):
     """A small class through collect, autograde, feedback and export: the same marks as `check`, crashes and
     review flags recorded everywhere, hidden test code nowhere."""
     _need_sandbox()
-    from transformer_course import classroom
+    from transformer_course.grader import classroom
 
     course = tmp_path / "course"
     shutil.copytree(toy, course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", "gradebook.db",
@@ -401,7 +401,7 @@ def test_classroom_and_check_agree_and_feedback_hides_the_tests(toy, tmp_path):
 @pytest.mark.parametrize("name", assignment_names())
 def test_the_course_itself_is_not_flagged(name):
     """The instructor's own cells and answers pass the static review: a flag on every submission would be noise."""
-    from transformer_course.grading.tamper import scan_cells
+    from transformer_course.grader.review import scan_cells
 
     cells, _, _ = grading_plan(nbformat.read(os.fspath(solution_notebook(name)), as_version=4))
     flags = scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])

@@ -29,7 +29,7 @@ def course(tmp_path_factory) -> Path:
 
 def _class(course: Path, dest: Path) -> Path:
     """A fresh copy of the course with N collected submissions."""
-    from transformer_course import classroom
+    from transformer_course.grader import classroom
 
     shutil.copytree(course, dest)
     inbox = dest.parent / (dest.name + "-inbox")
@@ -69,8 +69,8 @@ def _graded(root: Path) -> int:
 def _assert_every_grade_once(root: Path, db_url: str | None = None) -> None:
     from nbgrader.api import Gradebook
 
-    from transformer_course import classroom
-    from transformer_course.nbgrading import make_config
+    from transformer_course.grader import classroom
+    from transformer_course.grader.nbgrading import make_config
 
     url = db_url or make_config(root).CourseDirectory.db_url
     with Gradebook(url) as gb:

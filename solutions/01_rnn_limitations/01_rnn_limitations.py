@@ -120,7 +120,7 @@ def rnn_forward(x, h0, W_xh, W_hh, b):
 
 
 # %% nbgrader={"grade": true, "grade_id": "rnn_forward_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import rnn as check
+from transformer_course.grading import rnn_limitations as check
 check.rnn_forward_example(rnn_forward)
 ### BEGIN HIDDEN TESTS
 check.rnn_forward(rnn_forward)
@@ -231,7 +231,7 @@ def jacobian_norms(x, h0, W_xh, W_hh, b):
 
 
 # %% nbgrader={"grade": true, "grade_id": "jacobian_norms_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import rnn as check
+from transformer_course.grading import rnn_limitations as check
 check.jacobian_norms_example(jacobian_norms)
 ### BEGIN HIDDEN TESTS
 check.jacobian_norms(jacobian_norms)
@@ -358,7 +358,7 @@ def make_recall_batch(batch_size, distance, vocab=RecallVocab(), rng=None):
 
 
 # %% nbgrader={"grade": true, "grade_id": "make_recall_batch_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import rnn as check
+from transformer_course.grading import rnn_limitations as check
 check.make_recall_batch_example(make_recall_batch)
 ### BEGIN HIDDEN TESTS
 check.make_recall_batch(make_recall_batch)
@@ -426,7 +426,7 @@ def train_recall_rnn(model, distance, steps=200, batch_size=64, lr=1e-2, seed=0)
 
 
 # %% nbgrader={"grade": true, "grade_id": "train_recall_rnn_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import rnn as check
+from transformer_course.grading import rnn_limitations as check
 check.train_recall_rnn_example(train_recall_rnn)
 ### BEGIN HIDDEN TESTS
 check.train_recall_rnn(train_recall_rnn)
@@ -561,7 +561,7 @@ def measure_time(fn, lengths, repeats=5):
 
 
 # %% nbgrader={"grade": true, "grade_id": "measure_time_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import rnn as check
+from transformer_course.grading import rnn_limitations as check
 check.measure_time_example(measure_time)
 ### BEGIN HIDDEN TESTS
 check.measure_time(measure_time)

@@ -184,7 +184,7 @@ def merge_heads(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "split_heads_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 
 check.split_heads_example(split_heads, merge_heads)
 ### BEGIN HIDDEN TESTS
@@ -253,7 +253,7 @@ def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):
 
 
 # %% nbgrader={"grade": true, "grade_id": "mha_numpy_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 
 check.mha_numpy_example(multi_head_attention_np)
 ### BEGIN HIDDEN TESTS
@@ -346,7 +346,7 @@ class MultiHeadAttention(nn.Module):
 
 
 # %% nbgrader={"grade": true, "grade_id": "multi_head_attention_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 
 check.multi_head_attention_example(MultiHeadAttention)
 ### BEGIN HIDDEN TESTS
@@ -354,7 +354,7 @@ check.multi_head_attention(MultiHeadAttention)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "multi_head_attention_masks_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 
 check.multi_head_attention_masks_example(MultiHeadAttention)
 ### BEGIN HIDDEN TESTS
@@ -417,7 +417,7 @@ def mha_param_count(d_model, n_heads, bias=True):
 
 
 # %% nbgrader={"grade": true, "grade_id": "param_count_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 
 check.param_count_example(mha_param_count)
 ### BEGIN HIDDEN TESTS

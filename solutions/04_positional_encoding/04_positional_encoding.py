@@ -120,7 +120,7 @@ def permutation_gap(layer, x, perm):
 
 
 # %% nbgrader={"grade": true, "grade_id": "permutation_gap_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.permutation_gap_example(permutation_gap)
 ### BEGIN HIDDEN TESTS
@@ -219,7 +219,7 @@ def sinusoidal_table(n_positions, d_model, base=10000.0):
 
 
 # %% nbgrader={"grade": true, "grade_id": "sinusoidal_table_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.sinusoidal_table_example(sinusoidal_table)
 ### BEGIN HIDDEN TESTS
@@ -398,7 +398,7 @@ class LearnedPositions(nn.Module):
 
 
 # %% nbgrader={"grade": true, "grade_id": "learned_positions_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.learned_positions_example(LearnedPositions)
 ### BEGIN HIDDEN TESTS
@@ -468,7 +468,7 @@ def rotate_half(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "rotate_half_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.rotate_half_example(rotate_half)
 ### BEGIN HIDDEN TESTS
@@ -502,7 +502,7 @@ def rope_cos_sin(n_positions, d_head, base=10000.0):
 
 
 # %% nbgrader={"grade": true, "grade_id": "rope_cos_sin_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.rope_cos_sin_example(rope_cos_sin)
 ### BEGIN HIDDEN TESTS
@@ -535,7 +535,7 @@ def apply_rope(x, cos, sin):
 
 
 # %% nbgrader={"grade": true, "grade_id": "apply_rope_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.apply_rope_example(apply_rope)
 ### BEGIN HIDDEN TESTS
@@ -661,7 +661,7 @@ def interleaved_to_halves(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "interleaved_to_halves_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 
 check.interleaved_to_halves_example(interleaved_to_halves)
 ### BEGIN HIDDEN TESTS

@@ -139,7 +139,7 @@ def layer_norm(x, weight, bias, eps=1e-5):
 
 
 # %% nbgrader={"grade": true, "grade_id": "layer_norm_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.layer_norm_example(layer_norm)
 ### BEGIN HIDDEN TESTS
@@ -235,7 +235,7 @@ class FeedForward(nn.Module):
 
 
 # %% nbgrader={"grade": true, "grade_id": "feed_forward_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.feed_forward_example(FeedForward)
 ### BEGIN HIDDEN TESTS
@@ -312,7 +312,7 @@ class EncoderBlock(nn.Module):
 
 
 # %% nbgrader={"grade": true, "grade_id": "encoder_block_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.encoder_block_example(EncoderBlock)
 ### BEGIN HIDDEN TESTS
@@ -378,7 +378,7 @@ class DecoderBlock(nn.Module):
 
 
 # %% nbgrader={"grade": true, "grade_id": "decoder_block_test", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.decoder_block_example(DecoderBlock)
 ### BEGIN HIDDEN TESTS
@@ -444,7 +444,7 @@ def seq2seq_loss(model, src, tgt, bos=vocab.bos):
 
 
 # %% nbgrader={"grade": true, "grade_id": "seq2seq_loss_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.seq2seq_loss_example(seq2seq_loss)
 ### BEGIN HIDDEN TESTS
@@ -515,7 +515,7 @@ ax.set_ylabel("cross-entropy loss (nats, log scale)")
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "train_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 
 check.trained_model_example(seq2seq_model)
 ### BEGIN HIDDEN TESTS

@@ -107,7 +107,7 @@ def main() -> None:
         a = scores_from(f"sqlite:///{ours}/autograder/gradebook.db")
         b = scores_from(f"sqlite:///{plain}/autograder/gradebook.db")
     n = args.students
-    from transformer_course.grading.sandbox import sandbox_works
+    from transformer_course.grader.sandbox import sandbox_works
 
     print(f"{n} submissions of {NAME}, {os.cpu_count()} cores")
     print(f"  transformer-course autograde, {args.workers} workers, sandbox: "

@@ -18,7 +18,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from .nbgrading import assignments, course_root, generate_assignment, make_config
+from .grader.course import assignments, course_root
+from .grader.nbgrading import generate_assignment, make_config
 
 NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .nbgrading import GradingError, check_notebook, format_result
+    from .grader.nbgrading import GradingError, check_notebook, format_result
 
     try:
         result = check_notebook(args.notebook)
@@ -60,7 +60,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from .classroom import collect
+    from .grader.classroom import collect
 
     n = collect(args.assignment, Path(args.path))
     print(f"collected {n} submission(s) of {args.assignment}")
@@ -68,7 +68,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
-    from .classroom import autograde
+    from .grader.classroom import autograde
 
     summary = autograde(args.assignment or None, workers=args.workers, force=args.force, sandbox=args.sandbox,
                         db_url=args.db)
@@ -77,7 +77,7 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from .classroom import feedback
+    from .grader.classroom import feedback
 
     for path in feedback(args.assignment or None):
         print(f"wrote {path}")
@@ -85,7 +85,7 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .classroom import export
+    from .grader.classroom import export
 
     print(f"wrote {export(args.to)}")
     return 0
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_doctor)
 
     args = parser.parse_args(argv)
-    from .nbgrading import GradingError
+    from .grader.course import GradingError
 
     try:
         return int(args.func(args) or 0)

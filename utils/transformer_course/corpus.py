@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from .paths import cache_dir
+
 __all__ = [
     "TINY_SHAKESPEARE_URL",
     "TINY_SHAKESPEARE_SHA256",
@@ -49,12 +51,6 @@ TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt"
 
 class CorpusUnavailable(OSError):
     """The corpus is neither in the cache nor downloadable (offline, or a bad download)."""
-
-
-def cache_dir() -> Path:
-    """``$TRANSFORMER_COURSE_CACHE`` if set, else ``~/.cache/transformer_course``."""
-    env = os.environ.get("TRANSFORMER_COURSE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "transformer_course"
 
 
 def _offline_requested() -> bool:

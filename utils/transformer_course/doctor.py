@@ -39,14 +39,14 @@ def doctor() -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"kernels     unknown ({exc})")
     try:
-        from .nbgrading import assignments, course_root
+        from .grader.course import assignments, course_root
 
         root = course_root()
         print(f"course      {root} ({len(assignments(root))} assignments)")
     except Exception as exc:  # noqa: BLE001
         print(f"course      not found ({exc})")
     try:
-        from .grading.sandbox import sandbox_works
+        from .grader.sandbox import sandbox_works
 
         ok, why = sandbox_works()
         print(f"sandbox     {'bubblewrap works: classroom autograding isolates each submission' if ok else why}")

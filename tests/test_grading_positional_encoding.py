@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from notebook_tools import ROOT
 from transformer_course import positions as ref
-from transformer_course.grading import positions as check
+from transformer_course.grading import positional_encoding as check
 from check_tools import fails_with
 
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformer_course import attention as ref
 from transformer_course.grading import CheckFailed
-from transformer_course.grading import heads as check
+from transformer_course.grading import multi_head_attention as check
 from check_tools import fails_with
 
 

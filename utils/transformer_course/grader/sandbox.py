@@ -1,7 +1,7 @@
 """Running one submission's cells in a sandbox, with limits, and reading back what happened.
 
 The trusted side of grading.  :func:`run_cells` starts
-:mod:`~transformer_course.grading.harness` in a bubblewrap sandbox (Debian's
+:mod:`~transformer_course.grader.harness` in a bubblewrap sandbox (Debian's
 ``bubblewrap``) that sees only
 
 - the Python installation and this package, read-only;
@@ -35,14 +35,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Longest a cell may run (seconds); nbgrader's own default is 30 s, this course's training cells need more.
-CELL_TIMEOUT_S = float(os.environ.get("TRANSFORMER_COURSE_CELL_TIMEOUT", "300"))
-#: Longest a whole notebook may run, restarts included (seconds).
-NOTEBOOK_TIMEOUT_S = float(os.environ.get("TRANSFORMER_COURSE_NOTEBOOK_TIMEOUT", "1800"))
-#: Address space of the graded process (MiB): a cell that allocates more gets a MemoryError.
-MEMORY_MB = int(os.environ.get("TRANSFORMER_COURSE_MEMORY_MB", "8192"))
-#: Processes and threads the graded notebook may have at once (where cgroups allow the limit).
-MAX_PROCESSES = int(os.environ.get("TRANSFORMER_COURSE_MAX_PROCESSES", "256"))
+from .course import course_root
+from .settings import CELL_TIMEOUT_S, MAX_PROCESSES, MEMORY_MB, NOTEBOOK_TIMEOUT_S
+
 #: How often a notebook is run again after its process died or hung.
 MAX_RESTARTS = 3
 #: Time allowed for the process to start and load the grading modules (seconds).
@@ -124,8 +119,6 @@ def _readonly_roots() -> list[str]:
              os.path.dirname(os.path.realpath(sys.executable))}
     roots = {os.path.realpath(r) for r in roots if r and os.path.isdir(r)}
     # never the course checkout itself (solutions/, autograder/): only the package folder inside it
-    from ..nbgrading import course_root
-
     try:
         course = os.fspath(course_root())
     except Exception:  # noqa: BLE001 - no checkout: nothing to hide
@@ -177,12 +170,13 @@ def _environment(sandboxed: bool) -> dict[str, str]:
         "USER": "learner", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "Agg", "TRANSFORMER_COURSE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "NBGRADER_EXECUTION": "autograde",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     }
     if sandboxed:
         env["HF_HOME"] = "/tmp/hf"
         env["MPLCONFIGDIR"] = "/tmp/mpl"
-    for key in ("TORCH_NUM_THREADS",):
+    # threads as the caller has them: a class's workers set one each (classroom), a learner's `check` uses
+    # the machine's cores unless told otherwise
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env
@@ -294,7 +288,7 @@ def _run_once(cells: list[dict], preload: list[str], *, sandboxed: bool, cell_ti
         # moves to the working folder, and puts it last on sys.path, after its snapshot. -s: no user site.
         flags = ["-s", "-P"] if sys.version_info >= (3, 11) else ["-s"]
         inside = "/tmp/submission" if sandboxed else work
-        cmd = [sys.executable, *flags, "-m", "transformer_course.grading.harness", str(write_fd), inside]
+        cmd = [sys.executable, *flags, "-m", "transformer_course.grader.harness", str(write_fd), inside]
         start_dir = os.path.join(work, ".start")          # hidden: _copy_beside skips dot-folders
         os.mkdir(start_dir)
         if sandboxed:

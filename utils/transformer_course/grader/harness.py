@@ -1,7 +1,7 @@
 """The process that runs one submission's cells (inside the sandbox) and reports on a private channel.
 
-Started by :mod:`transformer_course.grading.sandbox` as
-``python -m transformer_course.grading.harness FD``; it reads a *plan* (JSON) on
+Started by :mod:`transformer_course.grader.sandbox` as
+``python -m transformer_course.grader.harness FD``; it reads a *plan* (JSON) on
 stdin and writes one JSON line per event to file descriptor ``FD``:
 
 - ``{"event": "ready", "token": ...}`` once the grading environment is loaded;
@@ -35,13 +35,8 @@ import sys
 import time
 import traceback
 
-#: Packages whose modules the checks use: none of their functions, classes or constants may be rebound
-#: between the start of grading and the end of a test.
-PROTECTED_PACKAGES = frozenset({
-    "numpy", "torch", "transformers", "sentence_transformers", "safetensors", "transformer_course",
-    "math", "cmath", "operator", "functools", "contextlib", "io", "inspect", "copy", "tracemalloc",
-    "_frozen_importlib", "_frozen_importlib_external",
-})
+from .settings import PROTECTED_PACKAGES
+
 #: Modules whose public constants (``numpy.inf``, ``math.pi``, ``torch.float32``) are protected too.
 CONSTANT_MODULES = frozenset({"numpy", "torch", "math", "cmath", "torch.nn.functional"})
 #: Module globals that change in honest runs (caches, registries written on import, last results).
@@ -93,8 +88,9 @@ class Guard:
             self._torch_C = None
 
     def _add(self, name: str, mod) -> None:
-        if mod is None or name.split(".")[0] not in PROTECTED_PACKAGES:
-            return
+        top = name.split(".")[0]
+        if mod is None or top not in PROTECTED_PACKAGES or top in ("sys", "builtins"):
+            return                                      # sys and builtins: watched entry by entry, above
         d = getattr(mod, "__dict__", None)
         if isinstance(d, dict):
             own = name.split(".")[0] == "transformer_course"

@@ -1,6 +1,6 @@
 """Static review of a learner's cells: code that reaches into the grader is flagged for a person to read.
 
-The run-time :class:`~transformer_course.grading.harness.Guard` catches what was
+The run-time :class:`~transformer_course.grader.harness.Guard` catches what was
 *replaced*; this scan catches code that *could* get around it (frame and
 garbage-collector introspection, raw file descriptors, ctypes, dynamic code)
 and the plain attempts (assigning to ``np.allclose``).  A flag costs no points
@@ -9,6 +9,8 @@ by itself: honest code sometimes uses ``inspect``; a person decides.
 from __future__ import annotations
 
 import ast
+
+from .settings import PROTECTED_PACKAGES
 
 #: Modules whose import in an answer is worth a look, and why.
 SUSPECT_MODULES = {
@@ -51,9 +53,6 @@ SUSPECT_CALLS = {"exec": "runs code built at run time", "eval": "runs code built
                  "globals": None, "setattr": None, "delattr": None, "breakpoint": "starts a debugger"}
 
 
-#: Packages the checks run on: assigning to their attributes is tampering.
-PROTECTED_TOPS = frozenset({"numpy", "torch", "transformers", "sentence_transformers", "transformer_course",
-                            "math", "builtins", "sys", "operator", "functools", "inspect", "contextlib", "io"})
 #: Settings that are meant to be assigned (``torch.backends.cudnn.deterministic = True``).
 SETTABLE_PREFIXES = ("torch.backends.",)
 
@@ -138,7 +137,7 @@ def scan_source(source: str, modules: dict[str, str] | None = None) -> list[tupl
                 if isinstance(t, ast.Attribute) and root in modules:
                     module = modules[root]
                     dotted = ast.unparse(t)
-                    if module.split(".")[0] in PROTECTED_TOPS and not _settable(module, dotted, root):
+                    if module.split(".")[0] in PROTECTED_PACKAGES and not _settable(module, dotted, root):
                         found.append((line, f"assigns to {dotted}: replaces part of {module}, "
                                             "which the checks use"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):

@@ -8,67 +8,31 @@ exactly the marks and messages a classroom would give.
 """
 from __future__ import annotations
 
-import json
+import ast
+import contextlib
+import hashlib
 import os
-import re
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sys
+# jsonschema (under nbformat) checks the "iri" string format with rfc3987_syntax where that is importable, and
+# importing it builds a Lark grammar: 0.9 s of every `check` and every grading worker on a 2-core machine. No
+# schema the grader validates (nbformat's) uses that format, so this process goes without it.
+sys.modules.setdefault("rfc3987_syntax", None)
 
-import nbformat
+import nbformat  # noqa: E402 - after the line above
 
-# nbgrader creates a new gradebook by running the `alembic` program: make the one
-# beside this interpreter (the venv's bin) findable even when the venv is not activated.
-_bin = os.path.dirname(sys.executable)
-if _bin not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+from .course import CHECKS_PACKAGE, GradingError, assignment_of, check_module, course_root
+from .settings import CELL_TIMEOUT_S
 
-ASSIGNMENT_RE = re.compile(r"^(\d\d_[a-z0-9_]+)$")
-
-#: Cell timeout for autograding.  nbgrader's default is 30 s; the slowest cells of
-#: this course (training runs on a 2-core CPU) take about a minute.
-CELL_TIMEOUT_S = int(os.environ.get("TRANSFORMER_COURSE_CELL_TIMEOUT", "300"))
 KERNEL_NAME = "python3"
 #: Files of an assignment folder that are never released to students: the
 #: jupytext sources hold the solutions and hidden tests in plain text.
 IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*", "*.py", "*.md~"]
-
-
-class GradingError(RuntimeError):
-    """A submission could not be graded at all (not a wrong answer: a broken input)."""
-
-
-def course_root() -> Path:
-    """The course checkout holding ``solutions/``.
-
-    ``TRANSFORMER_COURSE_ROOT`` wins; otherwise the checkout this package was
-    installed from (editable installs), then the current directory and its parents.
-    """
-    env = os.environ.get("TRANSFORMER_COURSE_ROOT")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2])
-    cwd = Path.cwd().resolve()
-    candidates.extend([cwd, *cwd.parents])
-    for cand in candidates:
-        if (cand / "solutions").is_dir() and (cand / "pyproject.toml").is_file():
-            return cand
-    raise GradingError(
-        "cannot find the course checkout (a folder with solutions/ and pyproject.toml); "
-        "run from inside it or set TRANSFORMER_COURSE_ROOT"
-    )
-
-
-def assignments(root: Path | None = None) -> list[str]:
-    """Names of the assignments that have a source, in course order."""
-    root = root or course_root()
-    return sorted(
-        p.name for p in (root / "solutions").iterdir()
-        if p.is_dir() and ASSIGNMENT_RE.match(p.name) and (p / f"{p.name}.py").is_file()
-    )
 
 
 def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
@@ -91,11 +55,10 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     c.CourseDirectory.db_url = os.environ.get("TRANSFORMER_COURSE_DB_URL") or (
         "sqlite:///" + os.path.join(root, "autograder", "gradebook.db"))
     c.CourseDirectory.ignore = list(IGNORE)
-    c.Execute.timeout = CELL_TIMEOUT_S
+    # Autograding runs in the course's harness (below), not in nbgrader's Execute; `nbgrader validate` still
+    # executes through Execute, in a Jupyter kernel, so it gets the course's cell timeout too
+    c.Execute.timeout = int(CELL_TIMEOUT_S)
     c.Execute.kernel_name = KERNEL_NAME
-    # the kernel's own start-up warnings (e.g. about its TCP transport) reach the
-    # grader's stderr and alarm learners; errors still show
-    c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
     # The notebook runs in the course's sandboxed harness (grading/sandbox.py), not in a Jupyter kernel
     # the learner's code controls: nbgrader's Execute is replaced, every other step is nbgrader's own.
     from nbconvert.preprocessors import ClearMetadataPreprocessor
@@ -124,49 +87,24 @@ def make_config(root: str | os.PathLike, **overrides: str) -> Any:
     return c
 
 
-#: Longest single wait on a kernel socket (seconds): longer waits are taken as a series of these.
-POLL_SLICE_S = 1.0
-
-
-def _poll_in_slices() -> None:
-    """Make every wait of jupyter_client's async channels a series of short polls (once per process).
-
-    nbclient waits for a cell's ``execute_reply`` with one poll of the shell socket for the whole cell
-    timeout. Now and then the wake-up for a reply that has arrived is missed (seen here on cells that
-    display widgets, under ipykernel 6 and 7; nbclient issue #312 reports the same): the kernel is idle,
-    its answer sits in the socket, and grading waits out the full timeout, then marks the cell as
-    timed out. A poll that starts while a message is waiting returns at once, so polling in slices of
-    :data:`POLL_SLICE_S` turns a missed wake-up into a delay of at most that long. Timeouts keep their
-    meaning: ``Empty`` is raised when the whole ``timeout`` has passed with no message.
-    """
-    from jupyter_client.channels import AsyncZMQSocketChannel
-
-    if getattr(AsyncZMQSocketChannel, "_sliced_polls", False):
+@contextlib.contextmanager
+def _alembic_findable():
+    """nbgrader creates a new gradebook by running the ``alembic`` program: while it may, put the one beside
+    this interpreter (the virtual environment's bin) on PATH, for a venv that is not activated."""
+    here = os.path.dirname(sys.executable)
+    before = os.environ.get("PATH", "")
+    if here in before.split(os.pathsep):
+        yield
         return
-    from queue import Empty
-    from time import monotonic
-
-    single_poll = AsyncZMQSocketChannel.get_msg
-
-    async def get_msg(self, timeout: float | None = None):
-        deadline = None if timeout is None else monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - monotonic())
-            try:
-                return await single_poll(self, timeout=POLL_SLICE_S if left is None else min(POLL_SLICE_S, left))
-            except Empty:
-                if left is not None and left <= POLL_SLICE_S:
-                    raise
-
-    get_msg.__doc__ = single_poll.__doc__
-    AsyncZMQSocketChannel.get_msg = get_msg
-    AsyncZMQSocketChannel._sliced_polls = True
+    os.environ["PATH"] = here + os.pathsep + before
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
 
 
 def _api(config: Any):
     import warnings
-
-    _poll_in_slices()
 
     # nbgrader 0.9.6 trips SQLAlchemy 2's autoflush warnings; they are noise to a learner.
     try:
@@ -191,7 +129,9 @@ def _checked(result: dict, what: str) -> dict:
 
 def generate_assignment(config: Any, assignment: str) -> None:
     """nbgrader generate_assignment: student version into the release folder, gradebook filled."""
-    _checked(_api(config).generate_assignment(assignment, force=True, create=True), f"generate_assignment {assignment}")
+    with _alembic_findable():
+        _checked(_api(config).generate_assignment(assignment, force=True, create=True),
+                 f"generate_assignment {assignment}")
 
 
 # ------------------------------------------------------------ the grading run ---
@@ -199,7 +139,6 @@ def generate_assignment(config: Any, assignment: str) -> None:
 #: Where the grading run leaves its notes in the autograded notebook's metadata.
 META_KEY = "transformer_course"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_GRADING_IMPORT = re.compile(r"^\s*from\s+transformer_course\.grading\s+import\s+([\w, ]+)", re.M)
 
 
 def _is_test(cell) -> bool:
@@ -207,10 +146,50 @@ def _is_test(cell) -> bool:
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
-def grading_plan(nb) -> tuple[list[dict], list[int], list[str]]:
-    """The cells to run (learner code and instructor tests), the notebook index of each, and the
-    grading modules the tests import (loaded before any learner code)."""
-    cells, where, preload = [], [], ["transformer_course.grading"]
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):                # a name inside a package, not a module
+        return False
+
+
+def check_modules_named(source: str) -> list[str]:
+    """The check modules (``transformer_course.grading.<name>``) that test code imports, in any import form
+    (``from transformer_course.grading import x as check``, ``import transformer_course.grading.x``,
+    ``from transformer_course.grading.x import f``), read from its syntax tree after IPython's own rewriting
+    (magics). Names that are not modules (``from transformer_course.grading import CheckFailed``) are left out.
+    """
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        source = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - not readable by IPython: parse it as it is
+        pass
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    named: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == CHECKS_PACKAGE:
+                named += [f"{CHECKS_PACKAGE}.{a.name}" for a in node.names]
+            elif node.module.startswith(CHECKS_PACKAGE + "."):
+                named.append(node.module)
+        elif isinstance(node, ast.Import):
+            named += [a.name for a in node.names if a.name.startswith(CHECKS_PACKAGE + ".")]
+    return [name for name in dict.fromkeys(named) if _module_exists(name)]
+
+
+def grading_plan(nb, assignment: str | None = None) -> tuple[list[dict], list[int], list[str]]:
+    """The cells to run (learner code and instructor tests), the notebook index of each, and the check
+    modules to load before any learner code: the assignment's own (:func:`.course.check_module`), and
+    every one that a test cell imports, whatever the form of its import."""
+    cells, where, preload = [], [], [CHECKS_PACKAGE]
+    if assignment is not None and _module_exists(check_module(assignment)):
+        preload.append(check_module(assignment))
     for i, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
@@ -219,11 +198,7 @@ def grading_plan(nb) -> tuple[list[dict], list[int], list[str]]:
                       "grade_id": cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")})
         where.append(i)
         if test:
-            for group in _GRADING_IMPORT.findall(cell.source):
-                for name in group.split(","):
-                    name = name.strip().split(" as ")[0].strip()
-                    if name and f"transformer_course.grading.{name}" not in preload:
-                        preload.append(f"transformer_course.grading.{name}")
+            preload += [m for m in check_modules_named(cell.source) if m not in preload]
     return cells, where, preload
 
 
@@ -294,10 +269,11 @@ class SandboxedExecute(_Base):
     """
 
     def preprocess(self, nb, resources):
-        from .grading import sandbox, tamper
+        from . import review, sandbox
 
-        cells, where, preload = grading_plan(nb)
-        flags = tamper.scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
+        assignment = ((resources or {}).get("nbgrader") or {}).get("assignment")
+        cells, where, preload = grading_plan(nb, assignment)
+        flags = review.scan_cells([(i + 1, c["source"]) for i, c in enumerate(cells) if c["kind"] == "code"])
         beside = (resources or {}).get("metadata", {}).get("path") or None
         report = sandbox.run_cells(cells, preload=preload, files_from=beside)
         apply_outcomes(nb, cells, where, report)
@@ -403,7 +379,8 @@ def autograde_submission(config: Any, assignment: str, student: str) -> Submissi
     """
     from nbgrader.api import Gradebook
 
-    result = _api(config).autograde(assignment, student, force=True, create=True)
+    with _alembic_findable():
+        result = _api(config).autograde(assignment, student, force=True, create=True)
     root = Path(config.CourseDirectory.root)
     autograded_dir = root / config.CourseDirectory.autograded_directory / student / assignment
     errors: list[str] = []
@@ -471,23 +448,56 @@ def _grade_cell_order(config: Any, assignment: str) -> dict[str, int]:
     return order
 
 
-def assignment_of(notebook: Path) -> str:
-    """The assignment a notebook belongs to, from its file name ``NN_name.ipynb``."""
-    stem = notebook.name[:-len(".ipynb")] if notebook.name.endswith(".ipynb") else notebook.stem
-    m = ASSIGNMENT_RE.match(stem)
-    if not m:
-        raise GradingError(
-            f"cannot tell the assignment from the file name {notebook.name!r}: "
-            "name it NN_name.ipynb, e.g. 02_attention.ipynb")
-    return m.group(1)
+#: Part of every cache key: bump it when what a cached gradebook must hold changes in a way that neither the
+#: source notebook, nbgrader's version nor this file shows.
+CHECK_CACHE_VERSION = 1
+
+
+def _cached_gradebook(root: Path, assignment: str) -> Path | None:
+    """A gradebook that knows ``assignment`` (its cells, points and hidden tests), as ``generate_assignment``
+    makes it, kept in the cache and made again only when its inputs change.
+
+    The key is the source notebook's SHA-256 with nbgrader's version, this file's SHA-256 (the course's
+    nbgrader settings) and :data:`CHECK_CACHE_VERSION`. None when the cache cannot be written: the caller
+    then generates into its own workspace.
+    """
+    import nbgrader
+
+    from ..paths import cache_dir
+
+    source = root / "solutions" / assignment / f"{assignment}.ipynb"
+    key = hashlib.sha256()
+    for part in (source.read_bytes(), Path(__file__).read_bytes(),
+                 f"{nbgrader.__version__}/{CHECK_CACHE_VERSION}".encode()):
+        key.update(hashlib.sha256(part).digest())
+    folder = cache_dir() / "check"
+    path = folder / f"{assignment}-{key.hexdigest()[:20]}.db"
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tc-gradebook-") as tmp:
+            config = make_config(tmp, source_directory=os.fspath(root / "solutions"), release_directory="release",
+                                 db_url="sqlite:///" + os.path.join(tmp, "gradebook.db"))
+            generate_assignment(config, assignment)
+            staged = folder / f".{path.name}.{os.getpid()}.tmp"
+            shutil.copyfile(os.path.join(tmp, "gradebook.db"), staged)
+            os.replace(staged, path)                   # atomic: a parallel check sees all of it or nothing
+        for old in folder.glob(f"{assignment}-*.db"):   # older versions of this assignment's source
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return path
 
 
 def check_notebook(notebook: str | os.PathLike, root: Path | None = None) -> SubmissionResult:
     """Grade one notebook as a learner's own submission, in a throwaway workspace.
 
     The hidden tests come from ``solutions/`` of the course checkout; the steps
-    are those of a classroom: generate the assignment into a fresh gradebook,
-    submit the notebook as one student, autograde, read the grades.
+    are those of a classroom: the assignment generated into a gradebook (cached
+    per version of the source, see :func:`_cached_gradebook`), the notebook
+    submitted as one student, autograded, its grades read back.
     """
     path = Path(notebook).resolve()
     if not path.is_file():
@@ -498,6 +508,7 @@ def check_notebook(notebook: str | os.PathLike, root: Path | None = None) -> Sub
     if not source.is_file():
         raise GradingError(f"no assignment {assignment!r} in {root / 'solutions'} (run `transformer-course build`?)")
     _validate_notebook(path)
+    cached = _cached_gradebook(root, assignment)
     with tempfile.TemporaryDirectory(prefix="tc-check-") as tmp:
         config = make_config(
             tmp,
@@ -508,7 +519,10 @@ def check_notebook(notebook: str | os.PathLike, root: Path | None = None) -> Sub
             feedback_directory="feedback",
             db_url="sqlite:///" + os.path.join(tmp, "gradebook.db"),
         )
-        generate_assignment(config, assignment)
+        if cached is not None:
+            shutil.copyfile(cached, os.path.join(tmp, "gradebook.db"))
+        else:
+            generate_assignment(config, assignment)
         dest = Path(tmp) / "submitted" / "learner" / assignment
         dest.mkdir(parents=True)
         shutil.copyfile(path, dest / f"{assignment}.ipynb")
@@ -538,7 +552,3 @@ def format_result(result: SubmissionResult) -> str:
             for line in ex.message.splitlines():
                 lines.append(f"      {line}")
     return "\n".join(lines)
-
-
-def dumps(result: SubmissionResult) -> str:
-    return json.dumps(result.to_json())

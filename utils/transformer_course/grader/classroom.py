@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from .course import ASSIGNMENT_RE, GradingError, assignments, course_root
 from .nbgrading import (
-    ASSIGNMENT_RE,
-    GradingError,
     SubmissionResult,
     _validate_notebook,
-    assignments,
     autograde_submission,
-    course_root,
     generate_assignment,
     make_config,
     run_notes,
@@ -205,7 +202,7 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from .grading.sandbox import SandboxUnavailable, sandbox_mode
+    from .sandbox import SandboxUnavailable, sandbox_mode
 
     sandbox = sandbox or os.environ.get("TRANSFORMER_COURSE_SANDBOX", "bwrap")
     try:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformer_course import blocks as ref
 from transformer_course.attention import MultiHeadAttention
 from transformer_course.data import DigitVocab
-from transformer_course.grading import blocks as check
+from transformer_course.grading import transformer_blocks as check
 from transformer_course.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, shift_right, train_seq2seq
 
 from check_tools import fails_with
