@@ -1,4 +1,4 @@
-"""Tests of transformer_course.rnn (notebook 01) and of the checks in grading/rnn.py.
+"""Tests of transformer_course.rnn (notebook 01) and of the checks in grading/rnn_limitations.py.
 
 The checks must pass a correct answer and fail each typical wrong one with the
 hint that explains it.  A correct answer here is a *clone* of the reference
@@ -595,14 +595,22 @@ def learner_jacobian(x, h0, W_xh, W_hh, b):
 
 def test_dependent_exercises_blame_the_wrong_dependency():
     bad_batch = batch_variant(no_label=True)  # labels do not match the symbol
-    with pytest.raises(CheckFailed, match=r"your make_recall_batch \(Exercise 3\) does not pass its checks yet; "
-                                          r"train_recall_rnn uses it"):
+    with pytest.raises(CheckFailed) as info:
         check.train_recall_rnn_example(with_globals(learner_train, make_recall_batch=bad_batch))
+    message = str(info.value)
+    assert message.startswith("your make_recall_batch from exercise 3 fails its checks, and train_recall_rnn uses "
+                              "it: fix make_recall_batch first (run its test cell), then run this cell again."), message
+    # what the earlier check says (its own hint included), and what this check saw
+    assert "What make_recall_batch's check says: labels do not match the first token" in message
+    assert "Hint: the label is the symbol at position 0" in message
+    assert "What this check saw: " in message
     bad_forward = forward_variant(lambda xt, h, h0, Wx, Wh, b: np.tanh(xt @ Wx.T + h @ Wh.T))  # no bias
     for c in (check.jacobian_norms_example, check.jacobian_norms):
-        with pytest.raises(CheckFailed, match=r"your rnn_forward \(Exercise 1\) does not pass its checks yet; "
-                                              r"jacobian_norms uses it"):
+        with pytest.raises(CheckFailed, match=r"^your rnn_forward from exercise 1 fails its checks, and "
+                                              r"jacobian_norms uses it: fix rnn_forward first") as info:
             c(with_globals(learner_jacobian, rnn_forward=bad_forward))
+        assert "bias b missing?" in str(info.value)  # rnn_forward's own hint travels with the blame
+        assert "What this check saw: jacobian_norms" in str(info.value)
 
 
 def test_dependent_exercises_pass_with_right_dependency_or_none(capsys):
@@ -704,3 +712,14 @@ def test_a_stub_is_reported_as_a_stub_even_when_its_dependency_is_wrong():
         check.jacobian_norms_example(with_globals(stub, rnn_forward=bad_forward))
     with pytest.raises(CheckFailed, match="train_recall_rnn is not implemented yet"):
         check.train_recall_rnn_example(with_globals(stub, make_recall_batch=batch_variant(no_label=True)))
+
+
+def test_calling_the_reference_is_reported_even_when_the_dependency_is_wrong():
+    def via_reference(x, h0, W_xh, W_hh, b):
+        rnn_forward(x[None], h0[None], W_xh, W_hh, b)  # noqa: F821 - the notebook's, see with_globals
+        return rnn.jacobian_norms(x, h0, W_xh, W_hh, b)
+
+    bad_forward = forward_variant(lambda xt, h, h0, Wx, Wh, b: np.tanh(xt @ Wx.T + h @ Wh.T))
+    with pytest.raises(CheckFailed, match="reference implementation") as info:
+        check.jacobian_norms_example(with_globals(via_reference, rnn_forward=bad_forward))
+    assert "fails its checks" not in str(info.value)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from .. import attention as ref
 from ..data import RecallVocab, make_recall_batch
-from .core import (CheckFailed, as_numpy, call, diagnose, expect_close, expect_finite, expect_shape, fail, matches,
+from .core import (FUSED_ATTENTION, AnswerFailed, CheckFailed, Earlier, as_numpy, blame_earlier, call, describe,
+                   diagnose, expect_close, expect_finite, expect_shape, fail, forbidden, matches, model_device,
                    passed, rng)
 
 __all__ = [
@@ -131,10 +132,6 @@ HINT_FLOAT32 = (
     "computed as torch.sqrt(torch.tensor(d_k)), np.sqrt(np.float32(d_k)) or sqrt(d_k + eps). "
     "Use math.sqrt(d_k), a Python float, which keeps the inputs' precision."
 )
-HINT_SOFTMAX_FIRST = (
-    "your softmax from exercise 1 fails its checks, and scaled_dot_product_attention uses it: fix "
-    "softmax first (run its test cell), then run this cell again."
-)
 HINT_CAUSAL_TRIANGLE = (
     "causal mask on the wrong triangle: query i may attend to keys j <= i (the past and itself), "
     "which is the LOWER triangle, np.tril."
@@ -208,25 +205,6 @@ HINT_NO_GRAD = (
 
 # ------------------------------------------------------------- integrity ---
 
-_SDPA = F.scaled_dot_product_attention
-
-
-def _fused_attentions() -> list[tuple[Any, str]]:
-    """torch's fused attention under each name a learner might reach it by."""
-    found: list[tuple[Any, str]] = [(_SDPA, "torch.nn.functional.scaled_dot_product_attention")]
-    for name in ("scaled_dot_product_attention", "_scaled_dot_product_attention_math"):
-        packet = getattr(torch.ops.aten, name, None)
-        for op in (packet, getattr(packet, "default", None)):
-            inner = getattr(op, "_op", None)
-            if inner is not None:
-                found.append((inner, f"torch.ops.aten.{name}"))
-    math_fn = getattr(torch, "_scaled_dot_product_attention_math", None)
-    if math_fn is not None:
-        found.append((math_fn, "torch._scaled_dot_product_attention_math"))
-    return found
-
-
-_FUSED = _fused_attentions()
 _SOFTMAXES = ("softmax", "softmax_torch")
 _ATTENTIONS = ("scaled_dot_product_attention", "attention")
 _MASKS = ("causal_mask", "padding_mask", "mask_to_bias")
@@ -244,14 +222,8 @@ def _run(fn: Callable, *args: Any, what: str, forbid: Iterable[str] = (), forbid
     and keeps the original type and message (and, chained, its traceback);
     ``explain`` may map it to a hint.
     """
-    forbidden: list[Any] = [getattr(ref, name) for name in forbid]
-    if forbid_sdpa:
-        forbidden += _FUSED
-    return call(fn, *args, what=what, forbid=forbidden, explain=explain, **kwargs)
-
-
-def _describe(x: np.ndarray) -> str:
-    return np.array2string(np.asarray(x), precision=4, suppress_small=True, separator=", ")
+    banned = forbidden(ref, *forbid) + (FUSED_ATTENTION if forbid_sdpa else [])
+    return call(fn, *args, what=what, forbid=banned, explain=explain, **kwargs)
 
 
 # -------------------------------------------------------- 1. softmax ---
@@ -359,8 +331,8 @@ def softmax_example(fn: Callable) -> None:
     except CheckFailed as exc:
         if "not implemented yet" in str(exc):
             raise
-        raise CheckFailed(f"{exc}\n\nThe worked example: x =\n{_describe(x)}\n"
-                          f"expected softmax(x) =\n{_describe(ref.softmax(x))}") from None
+        raise CheckFailed(f"{exc}\n\nThe worked example: x =\n{describe(x)}\n"
+                          f"expected softmax(x) =\n{describe(ref.softmax(x))}") from None
     passed("softmax (worked example)")
 
 
@@ -391,19 +363,15 @@ def softmax(fn: Callable) -> None:
     passed("softmax")
 
 
-def _blame_softmax(fn: Callable, exc: CheckFailed) -> None:
-    """When ``fn`` (an attention) calls the learner's softmax and that fails its checks, say so."""
-    code = getattr(fn, "__code__", None)
-    learner_softmax = getattr(fn, "__globals__", {}).get("softmax")
-    if code is None or "softmax" not in code.co_names or not callable(learner_softmax):
-        return
-    try:
-        _check_softmax_case(learner_softmax, _SOFTMAX_EXAMPLE.copy(), None, "example")
-        for x, label in _softmax_last_axis_cases(rng()):
-            _check_softmax_case(learner_softmax, x, None, label)
-    except CheckFailed as softmax_exc:
-        raise CheckFailed(f"{HINT_SOFTMAX_FIRST}\n\nWhat softmax's check says: {softmax_exc}\n\n"
-                          f"What this check saw: {exc}") from None
+def _softmax_for_attention(fn: Callable) -> None:
+    """The softmax cases an attention relies on (the worked example, then the last axis): the check of the
+    learner's softmax when their attention fails."""
+    _check_softmax_case(fn, _SOFTMAX_EXAMPLE.copy(), None, "example")
+    for x, label in _softmax_last_axis_cases(rng()):
+        _check_softmax_case(fn, x, None, label)
+
+
+EARLIER_SOFTMAX = Earlier("softmax", "exercise 1", _softmax_for_attention)
 
 
 # ------------------------------------------- 2./4. attention, numpy and torch ---
@@ -447,12 +415,9 @@ _SHAPE_WORDS = ("align", "shape", "size", "dimension")
 def _check_attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool,
                           dtype=torch.float64, grads: bool = False) -> None:
     """Run the learner's attention on one case and compare with the oracle."""
-    try:
+    user = "attention_torch" if torch_mode else "scaled_dot_product_attention"
+    with blame_earlier(fn, user, *(() if torch_mode else (EARLIER_SOFTMAX,))):
         _attention_case(fn, q, k, v, mask, label, torch_mode=torch_mode, dtype=dtype, grads=grads)
-    except CheckFailed as exc:
-        if not torch_mode and "not implemented" not in str(exc) and " calls " not in str(exc):
-            _blame_softmax(fn, exc)
-        raise
 
 
 def _attention_case(fn: Callable, q, k, v, mask, label: str, *, torch_mode: bool,
@@ -571,11 +536,11 @@ def _attention_example(fn: Callable, torch_mode: bool, name: str) -> None:
         try:
             _check_attention_case(fn, q, k, v, m, label, torch_mode=torch_mode)
         except CheckFailed as exc:
-            if "not implemented yet" in str(exc) or str(exc).startswith(HINT_SOFTMAX_FIRST):
+            if isinstance(exc, AnswerFailed) or str(exc).startswith("your softmax from exercise 1"):
                 raise
-            raise CheckFailed(f"{exc}\n\nThe worked example: q =\n{_describe(q)}\nk =\n{_describe(k)}\n"
-                            f"v =\n{_describe(v)}\nmask = {None if m is None else _describe(m)}\n"
-                            f"expected weights\n{_describe(exp_w)}\nexpected output\n{_describe(exp_o)}") from None
+            raise CheckFailed(f"{exc}\n\nThe worked example: q =\n{describe(q)}\nk =\n{describe(k)}\n"
+                            f"v =\n{describe(v)}\nmask = {None if m is None else describe(m)}\n"
+                            f"expected weights\n{describe(exp_w)}\nexpected output\n{describe(exp_o)}") from None
     passed(f"{name} (worked example)")
 
 
@@ -659,7 +624,7 @@ def _expect_mask(arr: np.ndarray, expected: np.ndarray, what: str, mistakes, hin
         arr = arr.astype(bool) if arr.dtype.kind in "biuf" else arr
     if np.array_equal(arr, expected):
         return arr
-    message = f"{what} returned\n{_describe(show(arr))}\n{shown}expected\n{_describe(show(expected))}"
+    message = f"{what} returned\n{describe(show(arr))}\n{shown}expected\n{describe(show(expected))}"
     for mistake_hint, wrong in mistakes:
         if np.array_equal(arr, wrong):
             fail(message, mistake_hint)
@@ -725,7 +690,7 @@ def _check_bias(fn: Callable, mask: np.ndarray, label: str) -> np.ndarray:
     if np.all(arr[mask] == 0) and np.all(np.isfinite(arr[~mask])) and np.all(arr[~mask] < -1e3):
         fail(f"{what} uses a finite value ({float(arr[~mask].max()):g}) for the blocked positions.",
              HINT_BIAS_FINITE)
-    fail(f"{what} returned\n{_describe(arr)}\nexpected\n{_describe(expected)}",
+    fail(f"{what} returned\n{describe(arr)}\nexpected\n{describe(expected)}",
          "0.0 where the mask is True, -inf where it is False.")
     raise AssertionError("unreachable")
 
@@ -848,13 +813,6 @@ def qk_variance(fn: Callable) -> None:
 
 # --------------------------------------------------- 7. the recall task ---
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
-
-
 def _recall_explain(exc: Exception) -> str | None:
     text = str(exc)
     if isinstance(exc, TypeError) and "return_weights" in text:
@@ -866,7 +824,7 @@ def _recall_explain(exc: Exception) -> str | None:
 
 def _recall_forward(model, x: np.ndarray, what: str, n_classes: int) -> tuple[torch.Tensor, np.ndarray]:
     """Run the learner's model with return_weights=True; check the logits and weights; return them."""
-    xt = torch.from_numpy(x).to(_model_device(model))
+    xt = torch.from_numpy(x).to(model_device(model))
     with torch.no_grad():
         result = _run(model, xt, return_weights=True, what=what, explain=_recall_explain)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
@@ -968,7 +926,7 @@ def recall_model(model) -> None:
     # the model must be differentiable in its parameters: a trained network, not a rule
     x, _ = make_recall_batch(4, 10, rng=gen)
     with torch.enable_grad():
-        logits = _run(model, torch.from_numpy(x).to(_model_device(model)), what="recall_model on 4 sequences",
+        logits = _run(model, torch.from_numpy(x).to(model_device(model)), what="recall_model on 4 sequences",
                       explain=_recall_explain)
     if not (isinstance(logits, torch.Tensor) and logits.requires_grad):
         fail("recall_model's logits do not depend on its parameters.",

@@ -16,12 +16,15 @@ import inspect
 import io
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+import torch
 
 __all__ = [
     "CheckFailed",
+    "AnswerFailed",
     "fail",
     "as_numpy",
     "call",
@@ -35,11 +38,25 @@ __all__ = [
     "rng",
     "model_loss",
     "expect_tensor",
+    "quiet",
+    "model_device",
+    "describe",
+    "gist",
+    "forbidden",
+    "FUSED_ATTENTION",
+    "Earlier",
+    "learner_global",
+    "blame_earlier",
 ]
 
 
 class CheckFailed(AssertionError):
     """A learner's answer is wrong; the message explains what and hints why."""
+
+
+class AnswerFailed(CheckFailed):
+    """The answer under check fails by itself: it is still a stub, or it calls what the exercise asks for.
+    An earlier exercise is never blamed for it (see :func:`blame_earlier`)."""
 
 
 def fail(message: str, hint: str | None = None) -> None:
@@ -62,13 +79,9 @@ def rng(seed: int | None = None) -> np.random.Generator:
 
 def as_numpy(x: Any, what: str = "the result") -> np.ndarray:
     """Turn a learner's result (numpy array, torch tensor, list, scalar) into numpy."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
     if x is None:
         fail(f"{what} is None.", "Did you forget to `return` it?")
-    if torch is not None and isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", dtype=torch.float64 if x.is_floating_point() else x.dtype).numpy()
     try:
         return np.asarray(x)
@@ -139,7 +152,10 @@ def _not_implemented_message(name: str, fn: Callable, exc: BaseException) -> str
     if code is not None and code not in own and inner not in ("<module>", "forward", "__init__"):
         return (f"{name} is not finished: it calls {inner}, which still raises NotImplementedError. "
                 f"Complete {inner} first.")
-    return f"{name} is not implemented yet: replace `raise NotImplementedError()` with your code."
+    return f"{name} is not implemented yet: {_STUB_ADVICE}"
+
+
+_STUB_ADVICE = "replace `raise NotImplementedError()` with your code."
 
 
 def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any] = (),
@@ -165,7 +181,8 @@ def call(fn: Callable, *args: Any, what: str | None = None, forbid: Iterable[Any
                 warnings.simplefilter("always")
                 result = fn(*args, **kwargs)
     except NotImplementedError as exc:
-        fail(_not_implemented_message(name, fn, exc))
+        message = _not_implemented_message(name, fn, exc)
+        raise (AnswerFailed if message.endswith(_STUB_ADVICE) else CheckFailed)(message) from None
     except Exception as exc:  # noqa: BLE001 - anything the learner's code raises
         if hits:
             _forbidden(name, hits)
@@ -185,12 +202,15 @@ SWITCHED_OFF = "<sys.setprofile, switching off the grader's watch>"
 
 def _forbidden(name: str, hits: list[str]) -> None:
     if SWITCHED_OFF in hits:
-        fail(f"{name} changed the profiler (sys.setprofile) that the grader uses to watch what it calls, so "
-             "this answer cannot be graded.", "Leave sys.setprofile and sys.settrace alone in your answers.")
-    fail(f"{name} calls {hits[0]}, which computes the very thing this exercise asks you to write.",
-         "Write the computation yourself with numpy/torch operations. The check compares your answer with a "
-         "reference implementation, so an answer that calls one would test nothing (the package's versions are "
-         "there to read after you have tried).")
+        message, hint = (f"{name} changed the profiler (sys.setprofile) that the grader uses to watch what it "
+                         "calls, so this answer cannot be graded.",
+                         "Leave sys.setprofile and sys.settrace alone in your answers.")
+    else:
+        message, hint = (f"{name} calls {hits[0]}, which computes the very thing this exercise asks you to write.",
+                         "Write the computation yourself with numpy/torch operations. The check compares your "
+                         "answer with a reference implementation, so an answer that calls one would test nothing "
+                         "(the package's versions are there to read after you have tried).")
+    raise AnswerFailed(f"{message}\nHint: {hint}")
 
 
 HINT_NOT_TENSOR = "return a torch tensor, computed with torch operations on the inputs (stay on the autograd graph)."
@@ -198,8 +218,6 @@ HINT_NOT_TENSOR = "return a torch tensor, computed with torch operations on the 
 
 def expect_tensor(out: Any, what: str, hint: str | None = HINT_NOT_TENSOR):
     """``out`` itself when it is a torch tensor; otherwise a failure saying what came back instead."""
-    import torch
-
     if out is None:
         fail(f"{what} returned None.", "Did you forget to `return` the result?")
     if not isinstance(out, torch.Tensor):
@@ -310,13 +328,9 @@ def model_loss(model: Any, inputs: Iterable[Any], labels: Any, what: str) -> flo
     check, labels of -100 ignored. Used to grade trained models by what they predict, not by a loss
     they report.
     """
-    import torch
     import torch.nn.functional as F
 
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
@@ -328,3 +342,170 @@ def model_loss(model: Any, inputs: Iterable[Any], labels: Any, what: str) -> flo
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).cpu(), labels.reshape(-1)).item()
     finally:
         model.train(was_training)
+
+
+# ------------------------------------------------------------ shared plumbing ---
+# One way to do each thing that several check modules need: quieting a nested check, finding a model's
+# device, listing the calls an answer may not make, and blaming an earlier exercise.
+
+def quiet(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with its printing (a nested check's ✓ line, a library's notice) and warnings
+    kept off the learner's output; returns its result."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of ``model``'s first parameter; the CPU for a model without parameters (or not a module)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def describe(x: Any, precision: int = 4) -> str:
+    """An array as a learner reads it in a message: rounded, small values shown as 0."""
+    return np.array2string(as_numpy(x), precision=precision, suppress_small=True, separator=", ")
+
+
+def gist(exc: BaseException) -> str:
+    """The first line of a failure and its hint line, without the arrays in between."""
+    lines = str(exc).split("\n") if str(exc) else [type(exc).__name__]
+    hint = next((line for line in lines[1:] if line.startswith("Hint: ")), None)
+    return lines[0] if hint is None else f"{lines[0]}\n{hint}"
+
+
+# --- forbidden calls: what *is* the exercise -------------------------------------------------------
+
+def forbidden(module: Any, *names: str, methods: tuple[str, ...] = ("forward",)) -> list[tuple[Any, str]]:
+    """Entries for :func:`call`'s ``forbid``: ``module.name`` for each name, labelled by its full name.
+
+    A function (Python or built-in) is forbidden itself; a class through ``methods`` (its ``forward`` by
+    default; add ``"__init__"`` where building one is the giveaway). Names the module lacks are skipped, so a
+    list may name what only some versions of a library have.
+    """
+    out: list[tuple[Any, str]] = []
+    label_root = getattr(module, "__name__", str(module))
+    for name in names:
+        obj = getattr(module, name, None)
+        if obj is None:
+            continue
+        label = f"{label_root}.{name}"
+        if isinstance(obj, type):
+            out += [(getattr(obj, m), label) for m in methods if m in vars(obj) or hasattr(obj, m)]
+        else:
+            out.append((obj, label))
+    return out
+
+
+def _fused_attention() -> list[tuple[Any, str]]:
+    import torch.nn.functional as F
+
+    found = forbidden(F, "scaled_dot_product_attention", "multi_head_attention_forward")
+    found += forbidden(torch, "_scaled_dot_product_attention_math")
+    for name in ("scaled_dot_product_attention", "_scaled_dot_product_attention_math",
+                 "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+                 "_flash_attention_forward", "_efficient_attention_forward"):
+        packet = getattr(torch.ops.aten, name, None)
+        for op in (packet, getattr(packet, "default", None)):
+            inner = getattr(op, "_op", None)
+            if inner is not None:
+                found.append((inner, f"torch.ops.aten.{name}"))
+    found += forbidden(torch.nn, "MultiheadAttention")
+    return found
+
+
+#: torch's attention under every name an answer might reach it by (the functional API, the ATen operators
+#: behind it and their fused kernels, ``nn.MultiheadAttention``): forbidden wherever attention *is* the
+#: exercise (notebooks 02, 03, 07, 10).
+FUSED_ATTENTION: list[tuple[Any, str]] = _fused_attention()
+
+
+# --- blaming an earlier exercise --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier exercise that a later answer builds on.
+
+    ``name``: what the learner called it (``"softmax"``); ``exercise``: where it was asked (``"exercise 1"``);
+    ``check``: a check that takes the learner's object and raises :class:`CheckFailed` when it is wrong (a
+    visible ``*_example`` check is usually enough); ``obj``: the learner's object, when it is not a global
+    of the notebook by that name (a submodule of the learner's block, say).
+    """
+
+    name: str
+    exercise: str
+    check: Callable[[Any], Any]
+    obj: Any = None
+
+
+def learner_global(fn: Any, name: str) -> Any:
+    """What ``name`` means in the notebook that defined ``fn`` (a function, a class or a module instance)."""
+    for target in (fn, getattr(fn, "forward", None), getattr(fn, "__init__", None)):
+        g = getattr(target, "__globals__", None)
+        if isinstance(g, dict):
+            return g.get(name)
+    return None
+
+
+def _code_names(fn: Any) -> set[str] | None:
+    """Every global name ``fn``'s code (its methods', for a class or module; nested functions' too) mentions,
+    or None when it has no Python code to read."""
+    codes = []
+    if isinstance(fn, type) or not hasattr(fn, "__code__"):
+        cls = fn if isinstance(fn, type) else type(fn)
+        codes = [v.__code__ for v in vars(cls).values() if hasattr(v, "__code__")]
+    if hasattr(fn, "__code__"):
+        codes.append(fn.__code__)
+    if not codes:
+        return None
+    names: set[str] = set()
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return names
+
+
+def blame_message(earlier: Earlier, user: str, why: str, saw: str) -> str:
+    """The one message shape for "your earlier answer is the thing to fix" (docs/AUTHORING.md)."""
+    return (f"your {earlier.name} from {earlier.exercise} fails its checks, and {user} uses it: fix "
+            f"{earlier.name} first (run its test cell), then run this cell again.\n\n"
+            f"What {earlier.name}'s check says: {why}\n\nWhat this check saw: {saw}")
+
+
+@contextlib.contextmanager
+def blame_earlier(fn: Any, user: str, *earlier: Earlier):
+    """Run a check; when it fails and an earlier answer ``fn`` builds on fails its own check, say that instead.
+
+    A later answer is judged on its own: only when its check fails are the earlier answers it uses (a global
+    of the notebook that ``fn``'s code names, or an ``Earlier.obj``) checked, quietly, in order. An earlier
+    answer that is the package's reference, or ``fn`` itself, is not blamed; nor is anything for an
+    :class:`AnswerFailed` (``fn`` still a stub, or calling the reference: that is the news).
+    """
+    try:
+        yield
+    except AnswerFailed:
+        raise
+    except CheckFailed as exc:
+        names = _code_names(fn)
+        for e in earlier:
+            dep = e.obj
+            if dep is None:
+                if names is not None and e.name not in names:
+                    continue
+                dep = learner_global(fn, e.name)
+                module = getattr(dep, "__module__", "") or ""
+                if not callable(dep) or dep is fn or module.startswith("transformer_course."):
+                    continue
+            try:
+                quiet(e.check, dep)
+            except CheckFailed as dep_exc:
+                raise CheckFailed(blame_message(e, user, gist(dep_exc), gist(exc))) from None
+            except Exception as dep_exc:  # noqa: BLE001 - anything the learner's earlier code raises
+                raise CheckFailed(blame_message(e, user, f"it raised {type(dep_exc).__name__}: {dep_exc}",
+                                                gist(exc))) from None
+        raise

@@ -15,7 +15,6 @@ every listed wrong sampler is tens of sigma away.
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 from typing import Any, Callable
 
@@ -27,7 +26,10 @@ from torch.overrides import TorchFunctionMode
 
 from .. import attention as att
 from .. import blocks as ref_blocks
-from .core import CheckFailed, as_numpy, call, expect, expect_close, expect_tensor, fail, matches, model_loss, passed, rng
+from .. import gpt as ref_gpt
+from .. import sampling as ref_sampling
+from .core import (FUSED_ATTENTION, Earlier, as_numpy, blame_earlier, call, expect, expect_close, expect_tensor, fail,
+                   forbidden, matches, model_loss, passed, quiet, rng)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
 #: any learner code runs, so that its integrity snapshot holds the genuine objects.
@@ -245,89 +247,24 @@ HINT_NO_CACHE_FULL = (
     "the logits of the last position."
 )
 
-_SAMPLE_DEP = "Exercise 8"
-
-
 # ------------------------------------------------------------- helpers ---
 
-def _forbidden_gpt() -> list[Any]:
-    """The package's GPT reference functions (when the package has them) and transformers' GPT-2."""
-    out: list[Any] = []
+#: The package's answers to this notebook: an answer that calls one fails (comparing it with itself would test
+#: nothing). transformers' GPT-2 joins them in :func:`_forbidden_gpt`, imported when first needed.
+_GPT_FORBID = forbidden(ref_gpt, "GPT", "load_gpt2_weights", "next_token_loss", "gpt2_small_param_count")
+_SAMPLING_FORBID = forbidden(ref_sampling, "greedy", "apply_temperature", "top_k_filter", "top_p_filter",
+                             "sample_next", "generate")
+#: torch's attention under every name, and the package's own.
+_ATTN_FORBID = FUSED_ATTENTION + forbidden(att, "attention", "scaled_dot_product_attention", "MultiHeadAttention")
+
+
+def _forbidden_gpt() -> list[tuple[Any, str]]:
+    """The package's GPT answers and transformers' GPT-2 models (when transformers can be imported)."""
     try:
-        from .. import gpt as g
-        for name in ("GPT", "load_gpt2_weights", "next_token_loss", "gpt2_small_param_count"):
-            obj = getattr(g, name, None)
-            if obj is None:
-                continue
-            f = obj.forward if isinstance(obj, type) else obj
-            out.append((f, f"transformer_course.gpt.{name}"))
-    except Exception:  # noqa: BLE001 - the package module is optional for these checks
-        pass
-    try:
-        from transformers.models.gpt2 import modeling_gpt2 as m
-        out += [(m.GPT2LMHeadModel.forward, "transformers GPT2LMHeadModel"), (m.GPT2Model.forward, "transformers GPT2Model")]
-    except Exception:  # noqa: BLE001
-        pass
-    return out
-
-
-def _forbidden_sampling() -> list[Any]:
-    out: list[Any] = []
-    try:
-        from .. import sampling as s
-        for name in ("greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample_next", "generate"):
-            f = getattr(s, name, None)
-            if f is not None:
-                out.append((f, f"transformer_course.sampling.{name}"))
-    except Exception:  # noqa: BLE001
-        pass
-    return out
-
-
-_ATTN_FORBID: list[Any] = [
-    (F.scaled_dot_product_attention, "torch.nn.functional.scaled_dot_product_attention"),
-    (att.attention, "transformer_course.attention.attention"),
-    (att.scaled_dot_product_attention, "transformer_course.attention.scaled_dot_product_attention"),
-    (att.MultiHeadAttention.forward, "transformer_course.attention.MultiHeadAttention"),
-    (nn.MultiheadAttention.forward, "torch.nn.MultiheadAttention"),
-]
-
-
-
-def _quiet(check: Callable, *args: Any) -> str | None:
-    """Run a visible check silently; the first line of its failure, or None if it passes."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            check(*args)
-    except CheckFailed as exc:
-        return str(exc).splitlines()[0]
-    except Exception as exc:  # noqa: BLE001
-        return f"it raised {type(exc).__name__}: {exc}"
-    return None
-
-
-def _learner_global(fn: Callable, name: str) -> Any:
-    g = getattr(fn, "__globals__", None)
-    if g is None and hasattr(fn, "forward"):
-        g = getattr(fn.forward, "__globals__", None)
-    return (g or {}).get(name)
-
-
-@contextlib.contextmanager
-def _blame(fn: Callable, user: str, dep_name: str, exercise: str, dep_check: Callable):
-    """If the check of ``user`` fails and the learner's ``dep_name`` fails its own check, say so."""
-    try:
-        yield
-    except CheckFailed as exc:
-        if "is not implemented yet" in str(exc).splitlines()[0] and user in str(exc).splitlines()[0]:
-            raise
-        dep = _learner_global(fn, dep_name)
-        why = _quiet(dep_check, dep) if callable(dep) else None
-        if why is None:
-            raise
-        fail(f"your {dep_name} ({exercise}) does not pass its checks yet; {user} uses it \u2014 fix that first.\n"
-             f"({dep_name}'s check says: {why})\n(The check of {user} said: {str(exc).splitlines()[0]})",
-             f"run the test cell of {exercise} and make it pass, then come back to this one.")
+        from transformers.models.gpt2 import modeling_gpt2
+    except Exception:  # noqa: BLE001 - the oracle is optional for the checks that do not use it
+        return list(_GPT_FORBID)
+    return _GPT_FORBID + forbidden(modeling_gpt2, "GPT2LMHeadModel", "GPT2Model")
 
 
 # ------------------------------------------------ 1. causal attention ---
@@ -422,8 +359,7 @@ def _hf_model(cfg: Any, seed: int, std: float = 0.3):
     GELU and the attention scale differ by ~1e-3 there, ~1e-5 at GPT-2's own 0.02)."""
     from transformers import GPT2LMHeadModel
     torch.manual_seed(seed)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        hf = GPT2LMHeadModel(_hf_config(cfg))
+    hf = quiet(GPT2LMHeadModel, _hf_config(cfg))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in hf.named_parameters():
@@ -883,7 +819,7 @@ def _kept(x: np.ndarray) -> np.ndarray:
 def _check_filter(name: str, fn: Callable, logits: torch.Tensor, arg: Any, expected: torch.Tensor,
                   mistakes: list[tuple[str, Any]], label: str) -> None:
     original = logits.clone()
-    out = expect_tensor(call(fn, logits, arg, what=f"{name} ({label})", forbid=_forbidden_sampling()), name)
+    out = expect_tensor(call(fn, logits, arg, what=f"{name} ({label})", forbid=_SAMPLING_FORBID), name)
     if not torch.equal(logits, original):
         fail(f"{name} ({label}) changed its input.", HINT_INPLACE)
     arr = as_numpy(out, f"{name}'s result")
@@ -1009,7 +945,7 @@ def _explain_sample(exc: Exception) -> str | None:
 def _draw(fn, row: torch.Tensor, seed: int, label: str, n: int = N_DRAWS, **kw) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
     logits = row[None].expand(n, -1).clone()
-    out = expect_tensor(call(fn, logits, generator=gen, what=f"sample_next ({label})", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, logits, generator=gen, what=f"sample_next ({label})", forbid=_SAMPLING_FORBID,
                        explain=_explain_sample, **kw), "sample_next")
     if out.dtype not in (torch.int64, torch.int32) or tuple(out.shape) != (n,):
         if out.numel() == n and out.dtype in (torch.int64, torch.int32):
@@ -1078,39 +1014,27 @@ def _check_sample(fn: Callable, seeds: tuple[int, ...], which: slice) -> None:
         fail("sample_next drew different tokens from two generators seeded alike.", HINT_GENERATOR)
     # temperature 0: greedy
     logits = torch.from_numpy(np.random.default_rng(seeds[0] + 1).standard_normal((5, 9)))
-    out = expect_tensor(call(fn, logits, temperature=0.0, what="sample_next (temperature=0)", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, logits, temperature=0.0, what="sample_next (temperature=0)", forbid=_SAMPLING_FORBID,
                        explain=_explain_sample), "sample_next")
     if not np.array_equal(as_numpy(out).reshape(-1), logits.argmax(-1).numpy()):
         fail("sample_next(logits, temperature=0) is not the argmax of each row.", HINT_GREEDY_T0)
 
 
-@contextlib.contextmanager
-def _blame_filters(fn: Callable, top_k: bool = True, top_p: bool = True):
-    try:
-        yield
-    except CheckFailed:
-        for ok, name, ex, check in ((top_k, "top_k_filter", "Exercise 6", top_k_filter_example),
-                                    (top_p, "top_p_filter", "Exercise 7", top_p_filter_example)):
-            dep = _learner_global(fn, name)
-            if ok and callable(dep):
-                why = _quiet(check, dep)
-                if why is not None:
-                    fail(f"your {name} ({ex}) does not pass its checks yet; sample_next uses it \u2014 fix that "
-                         f"first.\n({name}'s check says: {why})",
-                         f"run the test cell of {ex} and make it pass, then come back to this one.")
-        raise
+#: What sample_next builds on: the filters of exercises 6 and 7, judged by their visible checks.
+_FILTERS = (Earlier("top_k_filter", "exercise 6", top_k_filter_example),
+            Earlier("top_p_filter", "exercise 7", top_p_filter_example))
 
 
 def sample_next_example(fn: Callable) -> None:
     """Visible: temperature 0.5 on 8 logits, 20,000 draws, fixed seed."""
-    with _blame_filters(fn):
+    with blame_earlier(fn, "sample_next", *_FILTERS):
         _check_sample(fn, (11, 12), slice(0, 1))
     passed("sample_next (worked example: 20,000 draws at temperature 0.5 match softmax(logits / 0.5))")
 
 
 def sample_next(fn: Callable) -> None:
     """Hidden: distributions under temperature, top-k, top-p (fixed seeds: never flaky, ~5 sigma bounds)."""
-    with _blame_filters(fn):
+    with blame_earlier(fn, "sample_next", *_FILTERS):
         _check_sample(fn, (21, 22, 23, 24, 25), slice(0, 4))
     passed("sample_next")
 
@@ -1155,7 +1079,7 @@ def _ref_generate(model: _SpyGPT, idx: torch.Tensor, n: int) -> torch.Tensor:
 
 def _run_generate(fn, model, idx, n, label, **kw) -> torch.Tensor:
     model.calls.clear()
-    out = expect_tensor(call(fn, model, idx.clone(), n, what=f"generate ({label})", forbid=_forbidden_sampling(),
+    out = expect_tensor(call(fn, model, idx.clone(), n, what=f"generate ({label})", forbid=_SAMPLING_FORBID,
                        explain=lambda e: HINT_CACHE_NOT_PASSED if "kv_cache" in str(e) else None, **kw), "generate")
     if tuple(out.shape) != (idx.shape[0], idx.shape[1] + n):
         fail(f"generate ({label}) returned shape {tuple(out.shape)}, expected {(idx.shape[0], idx.shape[1] + n)} "
@@ -1198,15 +1122,13 @@ def _check_generate(fn: Callable, gen: np.random.Generator, B: int, T0: int, n: 
              HINT_CACHE_TOKENS + " Pass `generator` on to sample_next.")
 
 
-@contextlib.contextmanager
-def _blame_sample(fn: Callable):
-    with _blame(fn, "generate", "sample_next", _SAMPLE_DEP, sample_next_example):
-        yield
+#: What generate builds on: sample_next of exercise 8, judged by its visible check.
+_SAMPLER = Earlier("sample_next", "exercise 8", sample_next_example)
 
 
 def generate_example(fn: Callable) -> None:
     """Visible: greedy, 6 new tokens after a 3-token prompt, with and without the cache."""
-    with _blame_sample(fn):
+    with blame_earlier(fn, "generate", _SAMPLER):
         _check_generate(fn, rng(1), 1, 3, 6, "worked example: prompt of 3 tokens, 6 new")
     passed("generate (worked example)")
 
@@ -1214,7 +1136,7 @@ def generate_example(fn: Callable) -> None:
 def generate(fn: Callable) -> None:
     """Hidden: random prompts and lengths; cache == recompute; one token per step after the prompt."""
     gen = rng()
-    with _blame_sample(fn):
+    with blame_earlier(fn, "generate", _SAMPLER):
         for _ in range(2):
             B, T0, n = int(gen.integers(1, 4)), int(gen.integers(1, 8)), int(gen.integers(5, 20))
             _check_generate(fn, gen, B, T0, n, f"batch {B}, prompt of {T0} tokens, {n} new")

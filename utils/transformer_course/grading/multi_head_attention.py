@@ -26,14 +26,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import attention as ref
-from .attention import _FUSED, _describe
 from .core import (
+    FUSED_ATTENTION,
+    AnswerFailed,
     CheckFailed,
+    Earlier,
     as_numpy,
+    blame_earlier,
     call,
+    describe,
     diagnose,
     expect_close,
     fail,
+    forbidden,
     matches,
     passed,
     rng,
@@ -161,10 +166,6 @@ HINT_LINEAR_CONVENTION = (
     "x @ w_q.T (nn.Linear stores its weight as (d_out, d_in) and computes x @ W.T; here you hold the "
     "matrix itself)."
 )
-HINT_HEADS_FIRST = (
-    "your split_heads or merge_heads from exercise 1 fails its checks, and this answer uses it: fix "
-    "exercise 1 first (run its test cell), then run this cell again."
-)
 HINT_NO_GRAD = (
     "no gradient reaches the projections: did you go through numpy, call .detach()/.item(), or build "
     "new tensors with torch.tensor(...)? Use torch operations on the module's own layers."
@@ -187,23 +188,13 @@ HINT_PARAMS = (
     "their four bias vectors of length d_model."
 )
 
-_FORBID_HEADS = [(ref.split_heads, "transformer_course.attention.split_heads"),
-                 (ref.merge_heads, "transformer_course.attention.merge_heads")]
-_FORBID_ATTENTION = [
-    (ref.MultiHeadAttention.forward, "transformer_course.attention.MultiHeadAttention.forward"),
-    (ref.attention, "transformer_course.attention.attention"),
-    (ref.scaled_dot_product_attention, "transformer_course.attention.scaled_dot_product_attention"),
-    (nn.MultiheadAttention.forward, "torch.nn.MultiheadAttention"),
-    (F.multi_head_attention_forward, "torch.nn.functional.multi_head_attention_forward"),
-    *_FUSED,
-]
-_BUILDING = "(building a module to count its parameters)"
-_FORBID_COUNT = [(ref.mha_param_count, "transformer_course.attention.mha_param_count"),
-                 (nn.MultiheadAttention.__init__, f"torch.nn.MultiheadAttention {_BUILDING}"),
-                 (ref.MultiHeadAttention.__init__, "transformer_course.attention.MultiHeadAttention"),
-                 (nn.Linear.__init__, f"torch.nn.Linear {_BUILDING}"),
-                 # every module, the learner's own MultiHeadAttention included, runs nn.Module.__init__
-                 (nn.Module.__init__, f"torch.nn.Module.__init__ {_BUILDING}")]
+_FORBID_HEADS = forbidden(ref, "split_heads", "merge_heads")
+_FORBID_ATTENTION = forbidden(ref, "MultiHeadAttention", "attention", "scaled_dot_product_attention") + FUSED_ATTENTION
+# building torch's modules to count their parameters: every module, the learner's own MultiHeadAttention
+# included, runs nn.Module.__init__
+_FORBID_BUILDING = forbidden(nn, "MultiheadAttention", "Linear", "Module", methods=("__init__",))
+_FORBID_COUNT = (forbidden(ref, "mha_param_count") + forbidden(ref, "MultiHeadAttention", methods=("__init__",))
+                 + _FORBID_BUILDING)
 
 # float64: mistakes are 1e-2 or more off; one float32 step inside (softmax(scores.float())) is ~1e-7
 TOL64 = dict(atol=1e-6, rtol=1e-5)
@@ -213,28 +204,11 @@ LARGE_TOL = dict(atol=1e-3, rtol=1e-3)     # scores of thousands: see _np_case
 
 # ------------------------------------------------------------ helpers ---
 
-def _blame_heads(fn: Any, exc: CheckFailed) -> None:
-    """If ``fn`` (or a class's forward) uses the learner's split/merge and they fail, say so."""
-    target = getattr(fn, "forward", fn)
-    code = getattr(target, "__code__", None)
-    g = getattr(target, "__globals__", {})
-    if code is None or not ({"split_heads", "merge_heads"} & set(code.co_names)):
-        return
-    split_fn, merge_fn = g.get("split_heads"), g.get("merge_heads")
-    if not (callable(split_fn) and callable(merge_fn)):
-        return
-    try:
-        _split_merge_cases(split_fn, merge_fn, rng(), quick=True)
-    except CheckFailed as heads_exc:
-        raise CheckFailed(f"{HINT_HEADS_FIRST}\n\nWhat exercise 1's check says: {_gist(heads_exc)}\n\n"
-                          f"What this check saw: {_gist(exc)}") from None
-
-
-def _gist(exc: Exception) -> str:
-    """The first line of a failure and its hint, without the arrays in between."""
-    lines = str(exc).split("\n")
-    hint = next((line for line in lines[1:] if line.startswith("Hint: ")), None)
-    return lines[0] if hint is None else f"{lines[0]}\n{hint}"
+def _blame_heads(fn: Any, user: str):
+    """A context manager: when the check inside fails and ``fn`` uses the learner's split_heads or
+    merge_heads from exercise 1, which fails its own quick check, the failure says to fix that first."""
+    return blame_earlier(fn, user, Earlier("split_heads", "exercise 1", _split_quick),
+                         Earlier("merge_heads", "exercise 1", _merge_quick))
 
 
 # ------------------------------------------------- 1. split and merge heads ---
@@ -279,7 +253,7 @@ def _check_split(fn: Callable, x, h: int, label: str) -> Any:
     if not matches(arr, expected, atol=0, rtol=0):
         message = f"{what} puts the wrong numbers in the heads."
         if xn.size <= 48:
-            message += f"\nx =\n{_describe(xn)}\nyours =\n{_describe(arr)}\nexpected =\n{_describe(expected)}"
+            message += f"\nx =\n{describe(xn)}\nyours =\n{describe(arr)}\nexpected =\n{describe(expected)}"
         for hint, wrong in _split_variants(xn, h):
             if matches(arr, wrong, atol=0, rtol=0):
                 fail(message, hint)
@@ -303,7 +277,7 @@ def _check_merge(fn: Callable, y, label: str) -> Any:
     if not matches(arr, expected, atol=0, rtol=0):
         message = f"{what} puts the wrong numbers at each position."
         if yn.size <= 48:
-            message += f"\ninput =\n{_describe(yn)}\nyours =\n{_describe(arr)}\nexpected =\n{_describe(expected)}"
+            message += f"\ninput =\n{describe(yn)}\nyours =\n{describe(arr)}\nexpected =\n{describe(expected)}"
         for hint, wrong in _merge_variants(yn):
             if matches(arr, wrong, atol=0, rtol=0):
                 fail(message, hint)
@@ -311,15 +285,13 @@ def _check_merge(fn: Callable, y, label: str) -> Any:
     return out
 
 
-def _split_merge_cases(split_fn: Callable, merge_fn: Callable, gen: np.random.Generator, quick: bool = False) -> None:
+def _split_merge_cases(split_fn: Callable, merge_fn: Callable, gen: np.random.Generator) -> None:
     B, T, h, dh = (int(gen.integers(2, 5)), int(gen.integers(3, 7)), int(gen.integers(2, 5)), int(gen.integers(2, 5)))
     while T == h:
         T += 1
     x = gen.normal(size=(B, T, h * dh))
     _check_split(split_fn, x, h, f"a numpy array of shape {x.shape}")
     _check_merge(merge_fn, gen.normal(size=(B, h, T, dh)), f"a numpy array of shape {(B, h, T, dh)}")
-    if quick:
-        return
     xt = torch.tensor(x)
     split_t = _check_split(split_fn, xt, h, f"a torch tensor of shape {tuple(xt.shape)}")
     # a transposed (non-contiguous) tensor, as split_heads leaves it
@@ -338,7 +310,7 @@ def split_heads_example(split_fn: Callable, merge_fn: Callable) -> None:
     """Visible check: x = arange(16) as (1, 2, 8), split into 2 heads of 4, and merged back."""
     x = np.arange(16.0).reshape(1, 2, 8)
     split = _check_split(split_fn, x, 2, "x = np.arange(16.0).reshape(1, 2, 8)")
-    print("split_heads(x, 2)[0] (head, position, feature):\n", _describe(as_numpy(split)[0]))
+    print("split_heads(x, 2)[0] (head, position, feature):\n", describe(as_numpy(split)[0]))
     _check_merge(merge_fn, ref.split_heads(x, 2), "split_heads(x, 2)")
     passed("split_heads and merge_heads (worked example)")
 
@@ -347,6 +319,22 @@ def split_heads(split_fn: Callable, merge_fn: Callable) -> None:
     """Hidden check: random sizes, numpy and torch, a round trip through a non-contiguous tensor."""
     _split_merge_cases(split_fn, merge_fn, rng())
     passed("split_heads and merge_heads")
+
+
+def _split_quick(split_fn: Callable) -> None:
+    """split_heads on two fixed numpy arrays (T != n_heads, d_head > 1, so every listed layout mistake
+    shows): the check of the learner's split_heads when a later answer that uses it fails."""
+    for shape, h in (((2, 3, 8), 2), ((1, 4, 6), 3)):
+        n = math.prod(shape)
+        _check_split(split_fn, np.arange(float(n)).reshape(shape), h, f"x = np.arange({n}.0).reshape{shape}")
+
+
+def _merge_quick(merge_fn: Callable) -> None:
+    """merge_heads on two fixed numpy arrays: the check of the learner's merge_heads when a later answer
+    that uses it fails."""
+    for shape in ((2, 2, 3, 4), (1, 3, 4, 2)):
+        n = math.prod(shape)
+        _check_merge(merge_fn, np.arange(float(n)).reshape(shape), f"np.arange({n}.0).reshape{shape}")
 
 
 # --------------------------------------------------------- variants (oracle) ---
@@ -489,12 +477,8 @@ def _np_params(gen: np.random.Generator, d: int) -> tuple[np.ndarray, ...]:
 
 def _check_np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str,
                    large: bool = False) -> None:
-    try:
+    with _blame_heads(fn, "multi_head_attention_np"):
         _np_case(fn, x, ws, h, label, large)
-    except CheckFailed as exc:
-        if "not implemented" not in str(exc) and " calls " not in str(exc):
-            _blame_heads(fn, exc)
-        raise
 
 
 def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, label: str,
@@ -547,24 +531,30 @@ def _np_case(fn: Callable, x: np.ndarray, ws: tuple[np.ndarray, ...], h: int, la
                  hint=HINT_OUTPUT)
 
 
+def _np_example_failed(exc: CheckFailed, x: np.ndarray, ws: tuple[np.ndarray, ...]) -> None:
+    """Raise ``exc`` again (its class kept) with the worked example's input and expected results."""
+    theirs = nn.MultiheadAttention(8, 2, bias=False, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.tensor(np.concatenate([w.T for w in ws[:3]])))
+        theirs.out_proj.weight.copy_(torch.tensor(ws[3].T))
+        xt = torch.tensor(x)
+        o, w = theirs(xt, xt, xt, need_weights=True, average_attn_weights=False)
+    raise type(exc)(f"{exc}\n\nThe worked example: x =\n{describe(x)}\nexpected weights (head 0)\n"
+                    f"{describe(w[0, 0].numpy())}\nexpected output\n{describe(o[0].numpy())}") from None
+
+
 def mha_numpy_example(fn: Callable) -> None:
     """Visible check: B=1, T=3, d_model=8, two heads, fixed weights; torch's MHA is the oracle."""
     gen = rng(0)
     x = gen.normal(size=(1, 3, 8))
     ws = _np_params(gen, 8)
-    try:
-        _check_np_case(fn, x, ws, 2, "x of shape (1, 3, 8), n_heads=2")
-    except CheckFailed as exc:
-        if "not implemented yet" in str(exc) or str(exc).startswith(HINT_HEADS_FIRST):
-            raise
-        theirs = nn.MultiheadAttention(8, 2, bias=False, batch_first=True, dtype=torch.float64)
-        with torch.no_grad():
-            theirs.in_proj_weight.copy_(torch.tensor(np.concatenate([w.T for w in ws[:3]])))
-            theirs.out_proj.weight.copy_(torch.tensor(ws[3].T))
-            xt = torch.tensor(x)
-            o, w = theirs(xt, xt, xt, need_weights=True, average_attn_weights=False)
-        raise CheckFailed(f"{exc}\n\nThe worked example: x =\n{_describe(x)}\nexpected weights (head 0)\n"
-                          f"{_describe(w[0, 0].numpy())}\nexpected output\n{_describe(o[0].numpy())}") from None
+    with _blame_heads(fn, "multi_head_attention_np"):
+        try:
+            _np_case(fn, x, ws, 2, "x of shape (1, 3, 8), n_heads=2")
+        except CheckFailed as exc:
+            if "not implemented yet" in str(exc):
+                raise
+            _np_example_failed(exc, x, ws)
     passed("multi_head_attention_np (worked example)")
 
 
@@ -649,16 +639,13 @@ def _params(theirs: nn.MultiheadAttention) -> dict:
 def _check_mha_case(cls, gen: np.random.Generator, *, B: int, d: int, h: int, n_q: int, n_k: int | None,
                     mask_kind: str | None = None, causal: bool = False, bias: bool = True, label: str,
                     dtype=torch.float64, grads: bool = False) -> None:
-    try:
+    with _blame_heads(cls, "MultiHeadAttention"):
         _mha_case(cls, gen, B=B, d=d, h=h, n_q=n_q, n_k=n_k, mask_kind=mask_kind, causal=causal, bias=bias,
                   label=label, dtype=dtype, grads=grads)
-    except CheckFailed as exc:
-        if "not implemented" not in str(exc) and " calls " not in str(exc):
-            _blame_heads(cls, exc)
-        raise
 
 
-def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind, causal, bias, label, dtype, grads) -> None:
+def _mha_case(cls, gen, *, B, d, h, n_q, n_k, mask_kind=None, causal=False, bias=True, label, dtype=torch.float64,
+              grads=False) -> None:
     mine, theirs = _torch_pair(cls, d, h, bias, gen)
     cross = n_k is not None
     n_k = n_k if cross else n_q
@@ -770,15 +757,16 @@ def _check_need_weights_false(cls, gen) -> None:
 
 def _worked_example(cls, cases: list[dict], what: str) -> None:
     gen = rng(0)
-    try:
-        for case in cases:
-            _check_mha_case(cls, gen, **case)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc) or str(exc).startswith(HINT_HEADS_FIRST):
-            raise
-        raise CheckFailed(f"{exc}\n\nThe worked example copies the weights of a torch.nn.MultiheadAttention(8, 2, "
-                          "batch_first=True) into yours (transformer_course.attention.load_torch_mha) and "
-                          "compares outputs and per-head weights (average_attn_weights=False).") from None
+    with _blame_heads(cls, "MultiHeadAttention"):
+        try:
+            for case in cases:
+                _mha_case(cls, gen, **case)
+        except CheckFailed as exc:
+            if "not implemented" in str(exc):
+                raise
+            raise type(exc)(f"{exc}\n\nThe worked example copies the weights of a torch.nn.MultiheadAttention(8, "
+                            "2, batch_first=True) into yours (transformer_course.attention.load_torch_mha) and "
+                            "compares outputs and per-head weights (average_attn_weights=False).") from None
     passed(what)
 
 
@@ -854,8 +842,8 @@ def _check_count(fn: Callable, d: int, h: int, bias: bool, expected: int, meta: 
         # meta: a module built anyway (it fails below) allocates nothing, so GPT-3's width cannot exhaust memory
         with torch.device("meta") if meta else contextlib.nullcontext():
             result = call(fn, d, h, bias=bias, what=what, forbid=_FORBID_COUNT)
-    except CheckFailed as exc:
-        if _BUILDING in str(exc).split("\n")[0]:
+    except AnswerFailed as exc:
+        if any(f" calls {label}, " in str(exc).split("\n")[0] for _, label in _FORBID_BUILDING):
             fail(f"{what} builds a torch module to count its parameters.", HINT_PARAMS_BUILD)
         raise
     if isinstance(result, bool) or not isinstance(result, (int, np.integer)) and not (

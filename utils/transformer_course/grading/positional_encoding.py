@@ -14,13 +14,10 @@ The learner's function is always the thing being called, through
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import math
 import os
 import sys
-import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +25,8 @@ import torch
 
 from .. import positions as ref
 from ..attention import MultiHeadAttention
-from .core import CheckFailed, as_numpy, call, diagnose, expect_close, expect_shape, fail, matches, passed, rng
+from .core import (CheckFailed, Earlier, as_numpy, blame_earlier, call, describe, diagnose, expect_close, expect_shape,
+                   fail, forbidden, matches, passed, quiet, rng)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
 #: any learner code runs, so that its integrity snapshot holds the genuine objects.
@@ -191,43 +189,8 @@ HINT_IH_SAME = "the features are unchanged: reorder them, evens first (x[..., 0:
 HINT_IH_AXIS = "reorder the LAST axis (features), whatever the leading axes: x[..., 0::2], and cat with dim=-1."
 
 
-def _forbidden(*names: str) -> list[Any]:
-    out: list[Any] = []
-    for name in names:
-        obj = getattr(ref, name)
-        if isinstance(obj, type):          # a class: calls land in its methods' code
-            out += [(obj.__init__, f"transformer_course.positions.{name}"),
-                    (obj.forward, f"transformer_course.positions.{name}")]
-        else:
-            out.append(obj)
-    return out
-
-
-def _describe(x: Any) -> str:
-    return np.array2string(np.asarray(as_numpy(x)), precision=4, suppress_small=True, separator=", ")
-
-
-def _quiet(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Run a nested check with its ✓ line (and anything else) kept off the learner's output."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
-
-def _blame(fn: Callable, helper: str, exercise: int, checker: Callable[[Callable], None],
-           exc: CheckFailed) -> None:
-    """When ``fn`` calls the learner's ``helper`` and that fails its own checks, say so first."""
-    code = getattr(fn, "__code__", None)
-    learner_helper = getattr(fn, "__globals__", {}).get(helper)
-    if code is None or helper not in code.co_names or not callable(learner_helper):
-        return
-    try:
-        _quiet(checker, learner_helper)
-    except CheckFailed as helper_exc:
-        name = getattr(fn, "__name__", "your function")
-        raise CheckFailed(
-            f"your {helper} from exercise {exercise} fails its checks, and {name} uses it: fix {helper} "
-            f"first (run its test cell), then run this cell again.\n\nWhat {helper}'s check says: "
-            f"{helper_exc}\n\nWhat this check saw: {exc}") from None
+#: LearnedPositions is the exercise whether built or called
+_FORBID_LEARNED = forbidden(ref, "LearnedPositions", methods=("__init__", "forward"))
 
 
 # ------------------------------------------------- 1. permutation gap ---
@@ -268,7 +231,7 @@ def _check_gap_case(fn: Callable, layer: Callable, x: torch.Tensor, perm: torch.
                     equivariant: bool) -> float:
     what = f"permutation_gap({label})"
     x_before, perm_before = x.clone(), perm.clone()
-    result = call(fn, layer, x, perm, what=what, forbid=_forbidden("permutation_gap"), explain=_gap_explain)
+    result = call(fn, layer, x, perm, what=what, forbid=forbidden(ref, "permutation_gap"), explain=_gap_explain)
     if not (torch.equal(x, x_before) and torch.equal(perm, perm_before)):
         fail(f"{what} changed its input x or perm.", "index into x (x[:, perm]) to make a permuted copy; "
              "do not assign into x.")
@@ -414,7 +377,7 @@ def _check_sin_case(fn: Callable, n: int, d: int, base: float | None) -> np.ndar
     kwargs = {} if base is None else {"base": base}
     label = f"{n}, {d}" + ("" if base is None else f", base={base:g}")
     what = f"sinusoidal_table({label})"
-    result = call(fn, n, d, what=what, forbid=_forbidden("sinusoidal_table"), **kwargs)
+    result = call(fn, n, d, what=what, forbid=forbidden(ref, "sinusoidal_table"), **kwargs)
     low_precision = str(getattr(result, "dtype", "")).replace("torch.", "") in ("float32", "float16", "bfloat16")
     arr = as_numpy(result, what)                   # a torch tensor comes back as float64: dtype noted above
     if arr.shape == (d, n) and n != d:
@@ -468,7 +431,7 @@ def _count_lines(fn: Callable, *args: Any) -> int:
             sys.settrace(previous)
 
     traced.__name__ = getattr(fn, "__name__", "sinusoidal_table")
-    call(traced, *args, what=f"sinusoidal_table{args}", forbid=_forbidden("sinusoidal_table"))
+    call(traced, *args, what=f"sinusoidal_table{args}", forbid=forbidden(ref, "sinusoidal_table"))
     return count
 
 
@@ -484,8 +447,8 @@ def sinusoidal_table_example(fn: Callable) -> None:
             raise
         raise CheckFailed(f"{exc}\n\nThe worked example: sinusoidal_table(4, 4) has w_0 = 1 and w_1 = "
                           f"10000 ** (-2/4) = 0.01, so row p is [sin p, cos p, sin 0.01p, cos 0.01p]:\n"
-                          f"{_describe(_sin_table(4, 4, 10_000.0))}") from None
-    print("sinusoidal_table(4, 4) =\n" + _describe(_sin_table(4, 4, 10_000.0)))
+                          f"{describe(_sin_table(4, 4, 10_000.0))}") from None
+    print("sinusoidal_table(4, 4) =\n" + describe(_sin_table(4, 4, 10_000.0)))
     passed("sinusoidal_table (worked example)")
 
 
@@ -509,7 +472,7 @@ def sinusoidal_table(fn: Callable) -> None:
 
 def _build_positions(cls: Callable, max_positions: int, d_model: int):
     what = f"LearnedPositions({max_positions}, {d_model})"
-    module = call(cls, max_positions, d_model, what=what, forbid=_forbidden("LearnedPositions"))
+    module = call(cls, max_positions, d_model, what=what, forbid=_FORBID_LEARNED)
     if not isinstance(module, torch.nn.Module):
         fail(f"{what} is a {type(module).__name__}, not a torch.nn.Module.",
              "keep `class LearnedPositions(nn.Module)` and call super().__init__() first.")
@@ -534,7 +497,7 @@ def _lp_forward(module, x: torch.Tensor, offset: int | None, what: str):
     label = f"{what}(x of shape {tuple(x.shape)}" + ("" if offset is None else f", offset={offset}") + ")"
     explain = lambda exc: HINT_LP_T if "size of tensor" in str(exc) or "match" in str(exc) else None  # noqa: E731
     with torch.enable_grad():
-        return call(module, x, what=label, forbid=_forbidden("LearnedPositions"), explain=explain,
+        return call(module, x, what=label, forbid=_FORBID_LEARNED, explain=explain,
                     **kwargs), label
 
 
@@ -578,7 +541,7 @@ def _check_lp_rows(module, table: torch.nn.Parameter, what: str, x: torch.Tensor
 def _check_lp_limit(module, what: str, x: torch.Tensor, offset: int) -> None:
     label = f"{what}(x of shape {tuple(x.shape)}, offset={offset})"
     try:
-        call(module, x, offset=offset, what=label, forbid=_forbidden("LearnedPositions"), label_errors=False)
+        call(module, x, offset=offset, what=label, forbid=_FORBID_LEARNED, label_errors=False)
     except ValueError:
         return
     except CheckFailed:
@@ -612,7 +575,7 @@ def learned_positions_example(cls: Callable) -> None:
         _check_lp_fits(module, table, what, x, 3)
         _check_lp_limit(module, what, x, 4)
     except CheckFailed as exc:
-        raise CheckFailed(f"{exc}\n\nThe worked example: the table is\n{_describe(table.detach())}\n"
+        raise CheckFailed(f"{exc}\n\nThe worked example: the table is\n{describe(table.detach())}\n"
                           f"so forward(ones(2, 3, 4)) is 1 + rows 0-2 in each sequence, forward(..., offset=2) "
                           f"1 + rows 2-4, offset=3 uses the last rows 3-5 (it fits exactly), and offset=4 "
                           f"needs rows 4-6, which do not exist.") from None
@@ -677,7 +640,7 @@ def _check_rotate_case(fn: Callable, x: torch.Tensor) -> None:
     what = f"rotate_half(x of shape {tuple(x.shape)})"
     before = x.clone()
     explain = lambda exc: HINT_ROT_AXIS if "size" in str(exc) or "dimension" in str(exc) else None  # noqa: E731
-    result = call(fn, x, what=what, forbid=_forbidden("rotate_half"), explain=explain)
+    result = call(fn, x, what=what, forbid=forbidden(ref, "rotate_half"), explain=explain)
     if not torch.equal(x, before):
         fail(f"{what} changed its input.", HINT_ROT_INPLACE)
     if not isinstance(result, torch.Tensor):
@@ -705,7 +668,7 @@ def rotate_half_example(fn: Callable) -> None:
             raise
         raise CheckFailed(f"{exc}\n\nThe worked example: x = [1, 2, 3, 4, 5, 6, 7, 8] has halves x1 = [1, 2, 3, 4] "
                           f"and x2 = [5, 6, 7, 8], so rotate_half(x) = [-5, -6, -7, -8, 1, 2, 3, 4].") from None
-    print("rotate_half([1, ..., 8]) =", _describe(ref.rotate_half(x)))
+    print("rotate_half([1, ..., 8]) =", describe(ref.rotate_half(x)))
     passed("rotate_half (worked example)")
 
 
@@ -750,7 +713,7 @@ def _check_cos_sin_case(fn: Callable, T: int, d: int, base: float | None,
                         oracle: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     kwargs = {} if base is None else {"base": base}
     what = f"rope_cos_sin({T}, {d}" + ("" if base is None else f", base={base:g}") + ")"
-    result = call(fn, T, d, what=what, forbid=_forbidden("rope_cos_sin", "rope_inverse_frequencies"), **kwargs)
+    result = call(fn, T, d, what=what, forbid=forbidden(ref, "rope_cos_sin", "rope_inverse_frequencies"), **kwargs)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(f"{what} should return a pair (cos, sin); got {type(result).__name__}.")
     cos, sin = result
@@ -787,9 +750,9 @@ def rope_cos_sin_example(fn: Callable) -> None:
             raise
         a = _angles(3, 4, 10_000.0)
         raise CheckFailed(f"{exc}\n\nThe worked example: d = 4 gives theta = [1, 10000 ** (-2/4)] = [1, 0.01]; "
-                          f"row p of the angles is [p, 0.01p, p, 0.01p], so cos =\n{_describe(a.cos())}\n"
-                          f"and sin =\n{_describe(a.sin())}") from None
-    print("rope_cos_sin(3, 4): cos =\n" + _describe(_angles(3, 4, 10_000.0).cos()))
+                          f"row p of the angles is [p, 0.01p, p, 0.01p], so cos =\n{describe(a.cos())}\n"
+                          f"and sin =\n{describe(a.sin())}") from None
+    print("rope_cos_sin(3, 4): cos =\n" + describe(_angles(3, 4, 10_000.0).cos()))
     passed("rope_cos_sin (worked example)")
 
 
@@ -811,22 +774,19 @@ def rope_cos_sin(fn: Callable) -> None:
 @functools.lru_cache(maxsize=None)
 def _llama():
     """transformers' Llama rotary code, imported once (it takes a few seconds)."""
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    def load():
         from transformers import LlamaConfig
         from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
-    return LlamaConfig, LlamaRotaryEmbedding, apply_rotary_pos_emb
+        return LlamaConfig, LlamaRotaryEmbedding, apply_rotary_pos_emb
+    return quiet(load)
 
 
 def _llama_rotary(d_head: int, theta: float, n_heads: int = 2):
     LlamaConfig, LlamaRotaryEmbedding, _ = _llama()
-    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cfg = LlamaConfig(hidden_size=d_head * n_heads, num_attention_heads=n_heads, num_key_value_heads=n_heads,
-                          num_hidden_layers=1, intermediate_size=32, vocab_size=32, max_position_embeddings=512,
-                          rope_theta=theta)
-        return LlamaRotaryEmbedding(config=cfg)
+    cfg = quiet(LlamaConfig, hidden_size=d_head * n_heads, num_attention_heads=n_heads, num_key_value_heads=n_heads,
+                num_hidden_layers=1, intermediate_size=32, vocab_size=32, max_position_embeddings=512,
+                rope_theta=theta)
+    return quiet(LlamaRotaryEmbedding, config=cfg)
 
 
 def _llama_cos_sin(d_head: int, theta: float, position_ids: torch.Tensor, dtype=torch.float32):
@@ -854,29 +814,37 @@ def _apply_mistakes(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     return out
 
 
+def _blame_rotate_half(fn: Callable):
+    """A context manager: when the check inside fails and ``fn`` uses the learner's rotate_half, which fails
+    its own (hidden) check, the failure says to fix rotate_half first."""
+    return blame_earlier(fn, "apply_rope", Earlier("rotate_half", "exercise 4", _rotate_half_cases))
+
+
 def _check_apply_case(fn: Callable, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, label: str,
                       expected: torch.Tensor, tol: dict, positions: torch.Tensor | None = None,
                       base: float = 10_000.0) -> None:
+    with _blame_rotate_half(fn):
+        _apply_case(fn, x, cos, sin, label, expected, tol, positions, base)
+
+
+def _apply_case(fn: Callable, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, label: str,
+                expected: torch.Tensor, tol: dict, positions: torch.Tensor | None = None,
+                base: float = 10_000.0) -> None:
     what = f"apply_rope({label})"
     before = x.clone()
     explain = lambda exc: HINT_AR_BROADCAST if "size" in str(exc) or "dimension" in str(exc) else None  # noqa: E731
-    try:
-        result = call(fn, x, cos, sin, what=what, forbid=_forbidden("apply_rope", "apply_rope_interleaved"),
-                      explain=explain)
-        if not torch.equal(x, before):
-            fail(f"{what} changed its input x.", "compute a new tensor: x * cos + rotate_half(x) * sin.")
-        if not isinstance(result, torch.Tensor):
-            fail(f"{what} returned {type(result).__name__}; return a torch tensor.")
-        if tuple(result.shape) != tuple(x.shape):
-            fail(f"{what} returned shape {tuple(result.shape)}, expected x's shape {tuple(x.shape)}.",
-                 HINT_AR_BROADCAST)
-        expect_close(result.detach(), expected.detach(), what, **tol,
-                     mistakes=_apply_mistakes(x, cos, sin, positions, base),
-                     hint="x * cos + rotate_half(x) * sin, elementwise.")
-    except CheckFailed as exc:
-        if "not implemented" not in str(exc) and " calls " not in str(exc):
-            _blame(fn, "rotate_half", 4, _rotate_half_cases, exc)
-        raise
+    result = call(fn, x, cos, sin, what=what, forbid=forbidden(ref, "apply_rope", "apply_rope_interleaved"),
+                  explain=explain)
+    if not torch.equal(x, before):
+        fail(f"{what} changed its input x.", "compute a new tensor: x * cos + rotate_half(x) * sin.")
+    if not isinstance(result, torch.Tensor):
+        fail(f"{what} returned {type(result).__name__}; return a torch tensor.")
+    if tuple(result.shape) != tuple(x.shape):
+        fail(f"{what} returned shape {tuple(result.shape)}, expected x's shape {tuple(x.shape)}.",
+             HINT_AR_BROADCAST)
+    expect_close(result.detach(), expected.detach(), what, **tol,
+                 mistakes=_apply_mistakes(x, cos, sin, positions, base),
+                 hint="x * cos + rotate_half(x) * sin, elementwise.")
 
 
 def apply_rope_example(fn: Callable) -> None:
@@ -884,16 +852,17 @@ def apply_rope_example(fn: Callable) -> None:
     (pair (x0, x2) turns by 90 degrees, pair (x1, x3) stays); then tables from rope_cos_sin."""
     x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     angles = torch.tensor([math.pi / 2, 0.0, math.pi / 2, 0.0], dtype=torch.float64)
-    try:
-        _check_apply_case(fn, x, angles.cos(), angles.sin(), "[1, 2, 3, 4], angles [pi/2, 0, pi/2, 0]",
-                          ref.apply_rope(x, angles.cos(), angles.sin()), dict(atol=1e-12, rtol=0))
-    except CheckFailed as exc:
-        if "not implemented" in str(exc) or "fix rotate_half first" in str(exc):
-            raise
-        raise CheckFailed(f"{exc}\n\nThe worked example: pairs are (x0, x2) = (1, 3) at angle pi/2 and "
-                          f"(x1, x3) = (2, 4) at angle 0. Turning (1, 3) by 90 degrees gives (-3, 1); (2, 4) "
-                          f"stays. So the result is [-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = "
-                          f"[0, 2, 0, 4] + [-3, 0, 1, 0].") from None
+    with _blame_rotate_half(fn):
+        try:
+            _apply_case(fn, x, angles.cos(), angles.sin(), "[1, 2, 3, 4], angles [pi/2, 0, pi/2, 0]",
+                        ref.apply_rope(x, angles.cos(), angles.sin()), dict(atol=1e-12, rtol=0))
+        except CheckFailed as exc:
+            if "not implemented" in str(exc):
+                raise
+            raise type(exc)(f"{exc}\n\nThe worked example: pairs are (x0, x2) = (1, 3) at angle pi/2 and "
+                            f"(x1, x3) = (2, 4) at angle 0. Turning (1, 3) by 90 degrees gives (-3, 1); (2, 4) "
+                            f"stays. So the result is [-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = "
+                            f"[0, 2, 0, 4] + [-3, 0, 1, 0].") from None
     gen = rng(0)
     xb = torch.tensor(gen.normal(size=(1, 2, 3, 4)))
     cos, sin = ref.rope_cos_sin(3, 4, dtype=torch.float64)
@@ -948,7 +917,7 @@ def apply_rope(fn: Callable) -> None:
 def _check_ih_case(fn: Callable, x: torch.Tensor) -> None:
     what = f"interleaved_to_halves(x of shape {tuple(x.shape)})"
     before = x.clone()
-    result = call(fn, x, what=what, forbid=_forbidden("interleaved_to_halves", "halves_to_interleaved"))
+    result = call(fn, x, what=what, forbid=forbidden(ref, "interleaved_to_halves", "halves_to_interleaved"))
     if not torch.equal(x, before):
         fail(f"{what} changed its input.", "build a new tensor (torch.cat of two slices); do not assign into x.")
     if not isinstance(result, torch.Tensor):

@@ -6,13 +6,13 @@ random inputs, edge cases, and the real oracle: ``torch.nn.RNN`` with copied
 weights, autograd, the reference recall generator).
 
 An answer that calls the matching reference in this package fails (see
-``core.call``'s ``forbid``).
+``core.call``'s ``forbid``).  When jacobian_norms or train_recall_rnn fails and
+the learner's rnn_forward / make_recall_batch that it uses fails its own check,
+the message names that earlier exercise instead (``core.blame_earlier``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import time
 from typing import Any, Callable
 
@@ -21,7 +21,8 @@ import torch
 
 from .. import data as _data
 from .. import rnn as _ref
-from .core import CheckFailed, as_numpy, call, expect, expect_close, expect_finite, expect_shape, fail, passed, rng
+from .core import (CheckFailed, Earlier, as_numpy, blame_earlier, call, expect, expect_close, expect_finite,
+                   expect_shape, fail, forbidden, passed, rng)
 
 __all__ = [
     "rnn_forward_example", "rnn_forward",
@@ -31,12 +32,12 @@ __all__ = [
     "measure_time_example", "measure_time",
 ]
 
-
-def _learner(fn: Callable, *args: Any, forbidden: tuple[Callable, ...] = (), what: str | None = None,
-             explain: Callable[[Exception], str | None] | None = None, label_errors: bool = True,
-             **kwargs: Any) -> Any:
-    """``call`` the learner's function; calling a reference in ``forbidden`` fails it."""
-    return call(fn, *args, what=what, forbid=forbidden, explain=explain, label_errors=label_errors, **kwargs)
+# what each exercise asks for, in this package: an answer that calls one of these fails (``call``'s ``forbid``)
+_FORWARD_REFS = forbidden(_ref, "rnn_forward", "rnn_forward_torch", "torch_rnn_from_weights")
+_JACOBIAN_REFS = forbidden(_ref, "jacobian_norms", "jacobian_norms_analytic")
+_BATCH_REFS = forbidden(_data, "make_recall_batch")
+_TRAIN_REFS = forbidden(_ref, "train_recall_rnn")
+_TIMING_REFS = forbidden(_ref, "measure_time")
 
 
 def _explain_shapes(exc: Exception) -> str | None:
@@ -54,49 +55,6 @@ def _pair(result: Any, what: str, names: str) -> tuple[Any, Any]:
              + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "") + ".",
              f"End with `return {names.strip('()')}`.")
     return result[0], result[1]
-
-
-def _dependency_failure(fn: Callable, name: str, example_check: Callable,
-                        references: tuple[Callable, ...]) -> str | None:
-    """Why the learner's ``name`` (looked up in ``fn``'s globals: the notebook) fails its visible check, or None.
-
-    None also when there is no such function or it is the package's reference (imported rather than written).
-    """
-    dep = getattr(fn, "__globals__", {}).get(name)
-    if not callable(dep) or dep is fn:
-        return None
-    code = getattr(dep, "__code__", None)
-    if code is not None and any(code is getattr(r, "__code__", None) for r in references):
-        return None
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            example_check(dep)
-    except CheckFailed as exc:
-        return str(exc).splitlines()[0]
-    except Exception as exc:  # noqa: BLE001 - anything a learner's code raises
-        return f"it raised {type(exc).__name__}: {exc}"
-    return None
-
-
-@contextlib.contextmanager
-def _blame_dependency(fn: Callable, user: str, name: str, exercise: str, example_check: Callable,
-                      references: tuple[Callable, ...]):
-    """Run a check; if it fails and the learner's ``name`` is wrong too, say so instead.
-
-    A correct answer to the later exercise is judged on its own; only when it fails do we look at the
-    earlier one it may call, so that the message points at the function that needs fixing.
-    """
-    try:
-        yield
-    except Exception as exc:
-        if str(exc).startswith(f"{user} is not implemented yet"):
-            raise  # the learner's own function is still a stub: that is the news, not the dependency
-        why = _dependency_failure(fn, name, example_check, references)
-        if why is None:
-            raise
-        fail(f"your {name} ({exercise}) does not pass its checks yet; {user} uses it \u2014 fix that first.\n"
-             f"({name}'s check says: {why})\n(The check of {user} said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-             f"run the test cell of {exercise} and make it pass, then come back to this one.")
 
 
 # --------------------------------------------------------------------------- 1. rnn_forward
@@ -147,8 +105,7 @@ def _check_forward_case(fn, x, h0, W_xh, W_hh, b, label: str, oracle: str) -> No
     else:
         hs_exp, h_last_exp = _ref.rnn_forward(x, h0, W_xh, W_hh, b)
     args = [a.copy() for a in (x, h0, W_xh, W_hh, b)]
-    result = _learner(fn, *args, forbidden=(_ref.rnn_forward, _ref.rnn_forward_torch, _ref.torch_rnn_from_weights),
-                      what=f"rnn_forward {label}", explain=_explain_shapes)
+    result = call(fn, *args, what=f"rnn_forward {label}", forbid=_FORWARD_REFS, explain=_explain_shapes)
     hs, h_last = _pair(result, "rnn_forward", "(hs, h_last)")
     what = f"hs {label}"
     if isinstance(hs, (list, tuple)):
@@ -256,10 +213,10 @@ def _jacobian_variants(x, h0, W_xh, W_hh, b) -> dict[str, np.ndarray]:
 
 
 def _check_jacobian_case(fn, x, h0, W_xh, W_hh, b, label: str) -> None:
-    T, _d_h = x.shape[0], W_hh.shape[0]
+    T = x.shape[0]
     expected = _ref.jacobian_norms(x, h0, W_xh, W_hh, b)  # autograd, float64
     args = [np.array(a, dtype=np.float64) for a in (x, h0, W_xh, W_hh, b)]
-    out = _learner(fn, *args, forbidden=(_ref.jacobian_norms, _ref.jacobian_norms_analytic), what="jacobian_norms")
+    out = call(fn, *args, what="jacobian_norms", forbid=_JACOBIAN_REFS)
     what = f"jacobian_norms {label}"
     if isinstance(out, (list, tuple)):  # a list of floats or 0-d tensors
         out = [float(v) for v in out]
@@ -280,16 +237,10 @@ def _check_jacobian_case(fn, x, h0, W_xh, W_hh, b, label: str) -> None:
                       "compare with torch.autograd.functional.jacobian on a short sequence.")
 
 
-def _blame_rnn_forward(fn: Callable):
-    """jacobian_norms may call the learner's rnn_forward: a wrong one is reported as the thing to fix."""
-    return _blame_dependency(fn, "jacobian_norms", "rnn_forward", "Exercise 1", rnn_forward_example,
-                             (_ref.rnn_forward,))
-
-
 def jacobian_norms_example(fn: Callable) -> None:
     """Visible check: zero inputs with one hidden unit (norms = 0.5^d), then a small random case."""
     # with x = 0, h0 = 0, b = 0 every state is 0, tanh' = 1, and d h_T / d h_{T-d} = 0.5^d
-    with _blame_rnn_forward(fn):
+    with blame_earlier(fn, "jacobian_norms", Earlier("rnn_forward", "exercise 1", rnn_forward_example)):
         _check_jacobian_case(fn, np.zeros((3, 1)), np.zeros(1), np.array([[1.0]]), np.array([[0.5]]), np.zeros(1),
                              "(worked example: zero input, W_hh = 0.5, expected [1, 0.5, 0.25, 0.125])")
         g = rng(1)
@@ -302,7 +253,7 @@ def jacobian_norms_example(fn: Callable) -> None:
 def jacobian_norms(fn: Callable) -> None:
     """Hidden check: random weights at several spectral radii against autograd."""
     g = rng()  # fresh weights every grading run
-    with _blame_rnn_forward(fn):
+    with blame_earlier(fn, "jacobian_norms", Earlier("rnn_forward", "exercise 1", rnn_forward_example)):
         for T, d_in, d_h, radius in [(6, 3, 4, 0.5), (1, 2, 2, 1.0), (12, 2, 5, 1.0), (20, 4, 6, 1.8),
                                      (9, 1, 1, 3.0), (15, 3, 8, 0.9)]:
             W_xh, W_hh, b = _ref.random_rnn_weights(d_in, d_h, radius, g)
@@ -317,8 +268,8 @@ _PER_VALUE_HINT = ("draw one value per sequence/position (size=batch_size for th
 
 
 def _recall_batch(fn, batch_size, distance, vocab, seed, label):
-    result = _learner(fn, batch_size, distance, vocab, np.random.default_rng(seed),
-                      forbidden=(_data.make_recall_batch,), what="make_recall_batch")
+    result = call(fn, batch_size, distance, vocab, np.random.default_rng(seed), what="make_recall_batch",
+                  forbid=_BATCH_REFS)
     x, y = _pair(result, "make_recall_batch", "(x, y)")
     x_arr, y_arr = as_numpy(x, f"x {label}"), as_numpy(y, f"y {label}")
     return x_arr, y_arr
@@ -405,8 +356,8 @@ def _check_recall_seeding(fn, seeds: tuple[int, int]) -> None:
 
 def _check_recall_raises(fn) -> None:
     try:
-        _learner(fn, 4, 0, _data.RecallVocab(), np.random.default_rng(0), forbidden=(_data.make_recall_batch,),
-                 what="make_recall_batch", label_errors=False)
+        call(fn, 4, 0, _data.RecallVocab(), np.random.default_rng(0), what="make_recall_batch", forbid=_BATCH_REFS,
+             label_errors=False)
     except CheckFailed:
         raise
     except ValueError:
@@ -449,7 +400,7 @@ def make_recall_batch(fn: Callable) -> None:
     # (the statistical checks above keep fixed seeds so that they cannot flake; these need not)
     s1 = int(rng().integers(1_000, 2**31))
     _check_recall_seeding(fn, (s1, s1 + 1 + int(rng().integers(0, 1_000))))
-    out = _learner(fn, 5, 3, forbidden=(_data.make_recall_batch,), what="make_recall_batch")
+    out = call(fn, 5, 3, what="make_recall_batch", forbid=_BATCH_REFS)
     xa, ya = _pair(out, "make_recall_batch", "(x, y)")
     _check_recall_structure(as_numpy(xa), as_numpy(ya), 5, 3, default, "(with the default vocab and rng=None)")
     _check_recall_raises(fn)
@@ -484,8 +435,8 @@ def _train_observed(fn, model, distance, steps, batch_size, lr, seed, snapshots=
     handle = model.register_forward_pre_hook(rec, with_kwargs=True)
     try:
         start = time.perf_counter()
-        losses = _learner(fn, model, distance, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                          forbidden=(_ref.train_recall_rnn,), what="train_recall_rnn")
+        losses = call(fn, model, distance, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      what="train_recall_rnn", forbid=_TRAIN_REFS)
         seconds = time.perf_counter() - start
     finally:
         handle.remove()
@@ -684,12 +635,6 @@ def _check_training(fn, distance: int, steps: int, model_seed: int, train_seed: 
            "return the training loss of each step, in order.")
 
 
-def _blame_make_recall_batch(fn: Callable):
-    """train_recall_rnn calls the learner's make_recall_batch: a wrong one is reported as the thing to fix."""
-    return _blame_dependency(fn, "train_recall_rnn", "make_recall_batch", "Exercise 3", make_recall_batch_example,
-                             (_data.make_recall_batch,))
-
-
 def train_recall_rnn_example(fn: Callable) -> None:
     """Visible check: 3 observed steps (batches, seeding, losses, Adam's updates), then 200 steps at distance 2.
 
@@ -697,7 +642,7 @@ def train_recall_rnn_example(fn: Callable) -> None:
     check sees what the loop does: `steps` forward passes of `batch_size` sequences, fresh batches that depend on
     `seed` only, the cross-entropy of each step, and weight changes equal to those of Adam(lr) on those batches.
     """
-    with _blame_make_recall_batch(fn):
+    with blame_earlier(fn, "train_recall_rnn", Earlier("make_recall_batch", "exercise 3", make_recall_batch_example)):
         _check_training(fn, distance=2, steps=200, model_seed=0, train_seed=0, eval_seed=1, d_hidden=32,
                         label="distance 2, 200 steps",
                         probe={"steps": 3, "batch_size": 16, "lr": 3e-3, "seed": 5})
@@ -706,7 +651,7 @@ def train_recall_rnn_example(fn: Callable) -> None:
 
 def train_recall_rnn(fn: Callable) -> None:
     """Hidden check: another model size, other probe settings and fresh seeds, evaluated by the reference generator."""
-    with _blame_make_recall_batch(fn):
+    with blame_earlier(fn, "train_recall_rnn", Earlier("make_recall_batch", "exercise 3", make_recall_batch_example)):
         _check_training(fn, distance=4, steps=200, model_seed=31_337, train_seed=2_024,
                         eval_seed=int(rng().integers(0, 2**31)),
                         d_hidden=24, label="distance 4, 200 steps, d_hidden 24",
@@ -731,7 +676,7 @@ class _FakeWork:
 
 def _check_timing(fn, lengths: list[int], repeats: int, pattern_ms: list[float], label: str) -> None:
     fake = _FakeWork(pattern_ms)
-    out = _learner(fn, fake, list(lengths), repeats, forbidden=(_ref.measure_time,), what="measure_time")
+    out = call(fn, fake, list(lengths), repeats, what="measure_time", forbid=_TIMING_REFS)
     for L in lengths:
         n = len(fake.durations.get(L, []))
         expect(n == repeats, f"{label}: fn({L}) was called {n} times, expected repeats = {repeats}.",
