@@ -15,6 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from transformer_course import bert as ref
 from transformer_course.blocks import LayerNorm
+from transformer_course.grading import CheckFailed
 from transformer_course.grading import bert as check
 
 from check_tools import fails_with
@@ -215,7 +216,7 @@ def test_mask_mistakes(kw, hint):
 @pytest.mark.parametrize("kw", [{"specials": True}, {"all_mask": True}, {"from_all": True}, {"independent": True},
                                 {"range_long": True}, {"labels_all": True}])
 def test_mask_mistakes_fail_the_visible_check_too(kw):
-    with pytest.raises(check.CheckFailed):
+    with pytest.raises(CheckFailed):
         check.mlm_mask_example(_mask_variant(**kw))
 
 
@@ -326,8 +327,23 @@ def test_loaded_encoder_example_fails_wrong_models():
 
 
 def test_loaded_encoder_with_wrong_embeddings_names_exercise_1():
-    fails_with(check.loaded_encoder, _minilm_model(emb_no_seg), embeddings_class(emb_no_seg),
-               hint="BertEmbeddings from exercise 1 fails its checks")
+    message = fails_with(check.loaded_encoder, _minilm_model(emb_no_seg), embeddings_class(emb_no_seg),
+                         hint="your BertEmbeddings from exercise 1 fails its checks, and the minilm you built "
+                              "(rerun the cell that builds it after the fix) uses it: fix BertEmbeddings first "
+                              "(run its test cell), then run this cell again.")
+    assert "What BertEmbeddings's check says: BertEmbeddings(config) on 2 sequences of 5 tokens" in message
+    assert "Hint: the segment (token type) embeddings are missing" in message
+    assert "What this check saw: minilm on a padded batch" in message
+
+
+def test_loaded_encoder_blames_only_the_learners_broken_embeddings():
+    # right embeddings, wrong model: the model's own failure
+    message = fails_with(check.loaded_encoder_example, _minilm_model(eps=1e-5), embeddings_class(emb_good),
+                         hint="eps 1e-12")
+    assert "fails its checks" not in message
+    # the package's own embeddings are never blamed
+    message = fails_with(check.loaded_encoder_example, _minilm_model(eps=1e-5), ref.BertEmbeddings, hint="eps 1e-12")
+    assert "fails its checks" not in message
 
 
 def test_loaded_encoder_with_eps_1e5_fails():

@@ -111,3 +111,117 @@ def test_forbidding_a_decorated_reference_does_not_catch_other_decorated_functio
     assert call(learners, 1, forbid=[reference]) == 2
     with pytest.raises(CheckFailed, match="computes the very thing"):
         call(cheat, 1, forbid=[reference])
+
+
+# ------------------------------------------------------------ shared plumbing ---
+
+def _notebook(source: str, **names) -> dict:
+    """A learner's notebook namespace: ``source`` executed with ``names`` defined."""
+    namespace = dict(names)
+    exec(source, namespace)                               # noqa: S102 - test fixture
+    return namespace
+
+
+def _double_example(fn):
+    core.expect(core.call(fn, 2, what="double") == 4, "double(2) should be 4", "return 2 * x")
+
+
+def test_blame_earlier_names_the_earlier_answer_in_one_shape():
+    ns = _notebook("def double(x):\n    return x + 1\n\ndef quadruple(x):\n    return double(double(x))\n")
+    with pytest.raises(CheckFailed) as info:
+        with core.blame_earlier(ns["quadruple"], "quadruple", core.Earlier("double", "exercise 1", _double_example)):
+            core.fail("quadruple(1) is 3, expected 4.")
+    message = str(info.value)
+    assert message.startswith("your double from exercise 1 fails its checks, and quadruple uses it: fix double "
+                              "first (run its test cell), then run this cell again.")
+    assert "What double's check says: double(2) should be 4\nHint: return 2 * x" in message
+    assert "What this check saw: quadruple(1) is 3, expected 4." in message
+
+
+def test_blame_earlier_leaves_a_failure_alone_when_the_earlier_answer_is_right_or_unused():
+    good = _notebook("def double(x):\n    return 2 * x\n\ndef quadruple(x):\n    return double(double(x)) + 1\n")
+    unused = _notebook("def double(x):\n    return x + 1\n\ndef quadruple(x):\n    return 4 * x + 1\n")
+    for ns in (good, unused):
+        with pytest.raises(CheckFailed, match=r"^quadruple\(1\) is 5"):
+            with core.blame_earlier(ns["quadruple"], "quadruple", core.Earlier("double", "exercise 1", _double_example)):
+                core.fail("quadruple(1) is 5, expected 4.")
+
+
+def test_blame_earlier_never_blames_for_a_stub_or_a_forbidden_call():
+    ns = _notebook("def double(x):\n    return x + 1\n\ndef quadruple(x):\n    double(x)\n    raise NotImplementedError()\n")
+    earlier = core.Earlier("double", "exercise 1", _double_example)
+    with pytest.raises(core.AnswerFailed, match="quadruple is not implemented yet"):
+        with core.blame_earlier(ns["quadruple"], "quadruple", earlier):
+            core.call(ns["quadruple"], 1)
+
+    def reference(x):
+        return 4 * x
+
+    cheat = _notebook("def quadruple(x):\n    double(x)\n    return reference(x)\n", reference=reference,
+                      double=ns["double"])
+    with pytest.raises(core.AnswerFailed, match="computes the very thing"):
+        with core.blame_earlier(cheat["quadruple"], "quadruple", earlier):
+            core.call(cheat["quadruple"], 1, forbid=[reference])
+
+
+def test_blame_earlier_finds_the_earlier_answer_through_a_class_and_its_base():
+    ns = _notebook(
+        "import torch\n"
+        "def double(x):\n    return x + 1\n"
+        "class Base(torch.nn.Module):\n    def forward(self, x):\n        return double(double(x))\n"
+        "class Quadruple(Base):\n    def __init__(self):\n        super().__init__()\n")
+    with pytest.raises(CheckFailed, match="^your double from exercise 1 fails its checks, and Quadruple uses it"):
+        with core.blame_earlier(ns["Quadruple"](), "Quadruple", core.Earlier("double", "exercise 1", _double_example)):
+            core.fail("Quadruple()(1) is 3, expected 4.")
+
+
+def test_blame_earlier_with_an_object_that_is_not_a_global():
+    def check_norm(module):
+        core.expect(module == "right", "the norm is wrong", "eps inside the square root")
+
+    with pytest.raises(CheckFailed, match="^your LayerNorm \\(norm1\\) from exercise 1 fails its checks"):
+        with core.blame_earlier(object(), "EncoderBlock", core.Earlier("LayerNorm (norm1)", "exercise 1", check_norm,
+                                                                       obj="wrong")):
+            core.fail("the block is off.")
+
+
+def test_forbidden_lists_functions_classes_and_complains_about_typos():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    entries = core.forbidden(F, "layer_norm") + core.forbidden(nn, "LayerNorm", methods=("__init__", "forward"))
+    assert entries == [(F.layer_norm, "torch.nn.functional.layer_norm"),
+                       (nn.LayerNorm.__init__, "torch.nn.LayerNorm"), (nn.LayerNorm.forward, "torch.nn.LayerNorm")]
+    with pytest.raises(AttributeError, match="no 'layer_nrom'"):
+        core.forbidden(F, "layer_nrom")
+    assert core.forbidden(F, "layer_nrom", optional=True) == []
+
+
+@pytest.mark.parametrize("how", ["functional", "aten", "aten.default", "module"])
+def test_every_fused_attention_entry_point_is_caught(how):
+    import torch
+
+    q = k = v = torch.randn(1, 2, 3, 4)
+
+    def attention(q, k, v):
+        if how == "functional":
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        if how == "aten":
+            return torch.ops.aten.scaled_dot_product_attention(q, k, v)
+        if how == "aten.default":
+            return torch.ops.aten.scaled_dot_product_attention.default(q, k, v)
+        mha = torch.nn.MultiheadAttention(4, 1, batch_first=True)
+        return mha(q[0], k[0], v[0])[0]
+
+    with pytest.raises(core.AnswerFailed, match="computes the very thing"):
+        core.call(attention, q, k, v, forbid=core.FUSED_ATTENTION)
+
+
+def test_quiet_model_device_describe_gist():
+    import torch
+
+    assert core.quiet(lambda: (print("noise"), 3)[1]) == 3
+    assert core.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert core.model_device(object()) == torch.device("cpu")
+    assert core.describe(np.array([0.123456, 1e-9])) == "[0.1235, 0.    ]"
+    assert core.gist(CheckFailed("first line\n[[1, 2]]\nHint: the hint")) == "first line\nHint: the hint"

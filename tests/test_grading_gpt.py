@@ -10,9 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from transformer_course import gpt as ref_gpt
 from transformer_course import sampling
-from transformer_course.attention import KVCache
+from transformer_course.attention import KVCache, attention
 from transformer_course.blocks import EncoderBlock, LayerNorm
+from transformer_course.grading import CheckFailed
 from transformer_course.grading import gpt as check
 
 from check_tools import fails_with
@@ -53,8 +55,22 @@ def test_causal_attention_mistakes(kw, hint):
 
 
 def test_causal_attention_may_not_call_sdpa():
-    fails_with(check.causal_attention, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-               hint="computes the very thing")
+    message = fails_with(check.causal_attention,
+                         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                         hint="computes the very thing")
+    assert "calls torch.nn.functional.scaled_dot_product_attention" in message
+
+
+def test_causal_attention_may_not_call_the_aten_operator():
+    """The operator behind F.scaled_dot_product_attention, reached through torch.ops, is torch's attention too."""
+    fails_with(check.causal_attention_example,
+               lambda q, k, v: torch.ops.aten.scaled_dot_product_attention(q, k, v, is_causal=True),
+               hint="calls torch.ops.aten.scaled_dot_product_attention, which computes the very thing")
+
+
+def test_causal_attention_may_not_call_the_package():
+    fails_with(check.causal_attention_example, lambda q, k, v: attention(q, k, v, is_causal=True)[0],
+               hint="calls transformer_course.attention.attention")
 
 
 # ==================================================================== model ===
@@ -153,8 +169,37 @@ def test_load_without_the_square_transpose_fails_with_the_conv1d_hint():
                hint="Conv1D layers store their weight as (in_features, out_features)")
 
 
+def test_load_messages_name_the_course_parameter_and_its_gpt2_source():
+    message = fails_with(check.load_gpt2_weights_example, lambda m, hf: load(m, hf, transpose_square=False),
+                         make_gpt(fwd), Config, hint="attn.c_proj into self_attn.out_proj")
+    assert ("blocks.0.self_attn.out_proj.weight does not hold GPT-2's weights (worked example: 1 layer, n_embd 8): "
+            "it should be hf_model.transformer.h.0.attn.c_proj.weight.T.") in message
+
+
+def test_load_without_ln_f_names_the_copy_as_is():
+    def no_ln_f(model, hf):
+        kept = model.ln_f.weight.detach().clone(), model.ln_f.bias.detach().clone()
+        load(model, hf)
+        with torch.no_grad():
+            model.ln_f.weight.copy_(kept[0])
+            model.ln_f.bias.copy_(kept[1])
+        return model
+
+    message = fails_with(check.load_gpt2_weights_example, no_ln_f, make_gpt(fwd), Config,
+                         hint="wte, wpe and ln_f have the same names in GPT-2 and copy as they are")
+    assert "ln_f.weight does not hold GPT-2's weights" in message
+    assert "hf_model.transformer.ln_f.weight" in message
+
+
+def test_load_may_not_call_the_package_or_the_oracle():
+    fails_with(check.load_gpt2_weights_example, lambda m, hf: ref_gpt.load_gpt2_weights(m, hf), make_gpt(fwd),
+               Config, hint="calls transformer_course.gpt.load_gpt2_weights")
+    fails_with(check.load_gpt2_weights_example, lambda m, hf: (hf(torch.zeros(1, 1, dtype=torch.long)), load(m, hf))[1],
+               make_gpt(fwd), Config, hint="calls transformers.models.gpt2.modeling_gpt2.GPT2LMHeadModel")
+
+
 def test_load_without_any_transpose_fails():
-    with pytest.raises(check.CheckFailed):
+    with pytest.raises(CheckFailed):
         check.load_gpt2_weights(lambda m, hf: load(m, hf, transpose=False, transpose_square=False), make_gpt(fwd), Config)
 
 
@@ -183,6 +228,8 @@ def test_count_mistakes():
 
     fails_with(check.count_parameters, twice, Config, hint="counted twice")
     fails_with(check.count_parameters, materialised, Config, hint="meta device")
+    fails_with(check.count_parameters_example, lambda config: ref_gpt.gpt2_small_param_count(), Config,
+               hint="calls transformer_course.gpt.gpt2_small_param_count")
 
 
 # ==================================================================== loss ===
@@ -199,6 +246,7 @@ def test_loss_model_answer_passes_and_unshifted_fails():
                hint="not shifted")
     fails_with(check.next_token_loss, lambda lg, idx: F.cross_entropy(lg[:, 1:].reshape(-1, lg.shape[-1]),
                                                                       idx[:, :-1].reshape(-1)), hint="wrong way")
+    fails_with(check.next_token_loss_example, ref_gpt.next_token_loss, hint="calls transformer_course.gpt.next_token_loss")
 
 
 # ================================================================ sampling ===
@@ -244,7 +292,80 @@ def test_sampling_mistakes():
     fails_with(check.top_p_filter, lambda lg, p: top_p(lg, p, crossing=False), hint="crosses p")
     fails_with(check.sample_next, lambda lg, **kw: sample(lg, after=True, **kw), hint="after the softmax")
     fails_with(check.sample_next, lambda lg, temperature=1.0, **kw: lg.argmax(-1), hint="always returns the most likely")
-    fails_with(check.sample_next, lambda lg, **kw: sampling.sample_next(lg, **kw), hint="computes the very thing")
+    fails_with(check.sample_next, lambda lg, **kw: sampling.sample_next(lg, **kw),
+               hint="calls transformer_course.sampling.sample_next, which computes the very thing")
+    fails_with(check.top_k_filter_example, lambda lg, k: sampling.top_k_filter(lg, k),
+               hint="calls transformer_course.sampling.top_k_filter")
+
+
+# ======================================== answers that build on earlier ones ===
+
+NOTEBOOK_SAMPLE_NEXT = """
+def sample_next(logits, *, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probs = torch.softmax(logits, dim=-1) / temperature          # the temperature after the softmax
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+"""
+
+NOTEBOOK_GENERATE = """
+def generate(model, idx, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None, use_cache=True,
+             generator=None):
+    for step in range(max_new_tokens):
+        caches = [KVCache() for _ in range(model.config.n_layer)] if use_cache else None
+        logits, _ = model(idx, kv_caches=caches)                     # recomputes everything
+        nxt = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        idx = torch.cat([idx, nxt[:, None].to(idx.dtype)], dim=1)
+    return idx
+"""
+
+
+def notebook(*sources, **names):
+    """The functions of ``sources`` defined as a notebook defines them: ``names`` are the notebook's globals."""
+    namespace = {"torch": torch, "KVCache": KVCache, **names}
+    for source in sources:
+        exec(source, namespace)
+    return namespace
+
+
+def top_k_zero(logits, k):
+    return logits.masked_fill(logits < torch.topk(logits, k).values[..., -1:], 0.0)
+
+
+def test_a_wrong_sampler_built_on_a_wrong_filter_is_sent_to_the_filter_first():
+    sample_next = notebook(NOTEBOOK_SAMPLE_NEXT, top_k_filter=top_k_zero, top_p_filter=top_p)["sample_next"]
+    message = fails_with(check.sample_next, sample_next,
+                         hint="your top_k_filter from exercise 6 fails its checks, and sample_next uses it: fix "
+                              "top_k_filter first (run its test cell), then run this cell again.")
+    assert "What top_k_filter's check says: top_k_filter (worked example" in message
+    assert "What this check saw: sample_next (temperature 0.5)" in message
+
+
+def test_a_wrong_sampler_on_right_filters_gets_its_own_hint():
+    for filters in (dict(top_k_filter=top_k, top_p_filter=top_p),
+                    dict(top_k_filter=sampling.top_k_filter, top_p_filter=sampling.top_p_filter)):
+        message = fails_with(check.sample_next_example, notebook(NOTEBOOK_SAMPLE_NEXT, **filters)["sample_next"],
+                             hint="the temperature is applied after the softmax")
+        assert "fails its checks" not in message
+
+
+def test_a_wrong_generate_built_on_a_wrong_sampler_is_sent_to_the_sampler_first():
+    ns = notebook(NOTEBOOK_SAMPLE_NEXT, NOTEBOOK_GENERATE, top_k_filter=top_k, top_p_filter=top_p)
+    message = fails_with(check.generate_example, ns["generate"],
+                         hint="your sample_next from exercise 8 fails its checks, and generate uses it: fix "
+                              "sample_next first (run its test cell), then run this cell again.")
+    assert "What sample_next's check says: sample_next (temperature 0.5)" in message
+    assert "What this check saw: generate (worked example" in message
+
+
+def test_a_wrong_generate_on_a_right_sampler_gets_its_own_hint():
+    ns = notebook(NOTEBOOK_GENERATE, sample_next=sample)
+    message = fails_with(check.generate_example, ns["generate"], hint="recomputes everything anyway")
+    assert "fails its checks" not in message
 
 
 # ================================================================ generate ===
@@ -279,7 +400,7 @@ def test_generate_mistakes():
             idx = torch.cat([idx, logits[:, 0].argmax(-1, keepdim=True)], dim=1)
         return idx
     # which check catches it first depends on the random model (greedy runs can coincide): it must fail
-    with pytest.raises(check.CheckFailed):
+    with pytest.raises(CheckFailed):
         check.generate(first_position)
 
 

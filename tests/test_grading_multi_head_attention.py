@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformer_course import attention as ref
 from transformer_course.grading import CheckFailed
+from transformer_course.grading.core import AnswerFailed
 from transformer_course.grading import multi_head_attention as check
 from check_tools import fails_with
 
@@ -254,7 +255,10 @@ def test_torch_view_after_transpose():
 
 
 def test_split_calling_the_reference_fails():
-    fails_with(check.split_heads_example, lambda x, h: ref.split_heads(x, h), merge_heads, hint="calls")
+    fails_with(check.split_heads_example, lambda x, h: ref.split_heads(x, h), merge_heads,
+               hint="calls transformer_course.attention.split_heads, ")
+    fails_with(check.split_heads_example, split_heads, lambda y: ref.merge_heads(y),
+               hint="calls transformer_course.attention.merge_heads, ")
 
 
 def test_split_numpy_only():
@@ -284,17 +288,58 @@ def test_numpy_mha_mistakes(kwargs, hint):
     fails_with(check.mha_numpy_example, fn, hint=hint)
 
 
+WRONG_SPLIT = ("def split_heads(x, n_heads):\n"
+               "    B, T, d = x.shape\n"
+               "    return x.reshape(B, n_heads, T, d // n_heads)\n")
+NP_MHA_USING_HEADS = ("def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
+                      "    q, k, v = (split_heads(x @ w, n_heads) for w in (w_q, w_k, w_v))\n"
+                      "    w = softmax(q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1]))\n"
+                      "    return merge_heads(w @ v) @ w_o, w\n")
+SPLIT_BLAMED = ("your split_heads from exercise 1 fails its checks, and multi_head_attention_np uses it: fix "
+                "split_heads first (run its test cell), then run this cell again.")
+
+
 def test_numpy_mha_blames_a_wrong_split():
+    """A right multi-head attention over a wrong split_heads (called inside a generator expression) is told
+    to fix split_heads, in the visible and the hidden check, with what each check saw."""
     namespace = {"np": np, "math": math, "softmax": np_softmax, "merge_heads": merge_heads}
-    exec("def split_heads(x, n_heads):\n"
-         "    B, T, d = x.shape\n"
-         "    return x.reshape(B, n_heads, T, d // n_heads)\n"
-         "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
-         "    q, k, v = (split_heads(x @ w, n_heads) for w in (w_q, w_k, w_v))\n"
-         "    w = softmax(q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1]))\n"
-         "    return merge_heads(w @ v) @ w_o, w\n", namespace)
-    message = fails_with(check.mha_numpy_example, namespace["multi_head_attention_np"], hint="exercise 1")
-    assert "without a transpose" in message
+    exec(WRONG_SPLIT + NP_MHA_USING_HEADS, namespace)
+    for check_fn in (check.mha_numpy_example, check.mha_numpy):
+        message = fails_with(check_fn, namespace["multi_head_attention_np"], hint=SPLIT_BLAMED)
+        why, saw = message.split("What split_heads's check says: ")[1].split("\n\nWhat this check saw: ")
+        assert why.startswith("split_heads(x = np.arange(") and "without a transpose" in why
+        assert "multi_head_attention_np(" in saw.split("\n")[0] and "\nHint: " in saw
+
+
+def test_numpy_mha_blames_a_wrong_merge():
+    namespace = {"np": np, "math": math, "softmax": np_softmax, "split_heads": split_heads}
+    exec("def merge_heads(x):\n"
+         "    B, h, T, dh = x.shape\n"
+         "    return x.reshape(B, T, h * dh)\n" + NP_MHA_USING_HEADS, namespace)
+    message = fails_with(check.mha_numpy_example, namespace["multi_head_attention_np"],
+                         hint="your merge_heads from exercise 1 fails its checks, and multi_head_attention_np uses it")
+    assert "merge_heads reshaped" in message and "split_heads" not in message.split("\n")[0]
+
+
+def test_numpy_mha_stub_is_not_blamed_on_split():
+    """An unfinished answer is told so, even when the split it names is wrong."""
+    namespace = {"np": np, "merge_heads": merge_heads}
+    exec(WRONG_SPLIT + "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
+         "    helper = split_heads\n"
+         "    raise NotImplementedError()\n", namespace)
+    with pytest.raises(AnswerFailed) as info:
+        check.mha_numpy_example(namespace["multi_head_attention_np"])
+    assert "not implemented yet" in str(info.value) and "fails its checks" not in str(info.value)
+
+
+def test_numpy_mha_calling_the_reference_is_not_blamed_on_split():
+    namespace = {"np": np, "ref": ref, "merge_heads": merge_heads}
+    exec(WRONG_SPLIT + "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
+         "    q = split_heads(x @ w_q, n_heads)\n"
+         "    return ref.scaled_dot_product_attention(q, q, q)\n", namespace)
+    message = fails_with(check.mha_numpy_example, namespace["multi_head_attention_np"],
+                         hint="calls transformer_course.attention.scaled_dot_product_attention, ")
+    assert "fails its checks" not in message
 
 
 # ================================================================ 3. the module ===
@@ -401,7 +446,7 @@ def test_module_wrapping_torch_mha_fails():
             inner = nn.MultiheadAttention(self.d_model, self.n_heads, batch_first=True, dtype=x.dtype)
             src = x if memory is None else memory
             return inner(x, src, src, need_weights=need_weights, average_attn_weights=False)
-    fails_with(check.multi_head_attention_example, Wrapper, hint="calls torch.nn.MultiheadAttention")
+    fails_with(check.multi_head_attention_example, Wrapper, hint="calls torch.nn.MultiheadAttention, ")
 
 
 def test_module_calling_the_package_fails():
@@ -409,7 +454,8 @@ def test_module_calling_the_package_fails():
         def forward(self, x, memory=None, *, mask=None, is_causal=False, need_weights=False):
             return ref.MultiHeadAttention.forward(self, x, memory, mask=mask, is_causal=is_causal,
                                                   need_weights=need_weights)
-    fails_with(check.multi_head_attention_example, Delegate, hint="calls transformer_course")
+    fails_with(check.multi_head_attention_example, Delegate,
+               hint="calls transformer_course.attention.MultiHeadAttention, ")
 
 
 def test_module_not_implemented():
@@ -432,24 +478,25 @@ def test_module_blames_a_wrong_merge():
          "        v = split_heads(self.v_proj(src), self.n_heads)\n"
          "        w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.d_head), dim=-1)\n"
          "        return self.out_proj(merge_heads(w @ v)), w\n", namespace)
-    message = fails_with(check.multi_head_attention_example, namespace["MultiHeadAttention"], hint="exercise 1")
-    assert "merge_heads reshaped" in message
+    for check_fn in (check.multi_head_attention_example, check.multi_head_attention,
+                     check.multi_head_attention_masks_example, check.multi_head_attention_masks):
+        message = fails_with(check_fn, namespace["MultiHeadAttention"],
+                             hint="your merge_heads from exercise 1 fails its checks, and MultiHeadAttention uses it")
+        assert "merge_heads reshaped" in message
 
 
 def test_blame_quotes_only_the_gist():
-    """The blame quotes the first line and the hint of each failure, not their array dumps."""
+    """The blame quotes the first line and the hint of each failure, not their array dumps: split_heads's
+    check prints x, yours and expected, and the worked example appends its input and expected results."""
     namespace = {"np": np, "merge_heads": merge_heads}
-    exec("def split_heads(x, n_heads):\n"
-         "    B, T, d = x.shape\n"
-         "    return x.reshape(B, n_heads, T, d // n_heads)\n"
-         "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
-         "    return merge_heads(split_heads(x, n_heads)), None\n", namespace)
-    seen = CheckFailed("the output does not match.\nyours =\n[[1.0, 2.0]]\nexpected =\n[[3.0, 4.0]]\nHint: look")
-    with pytest.raises(CheckFailed) as info:
-        check._blame_heads(namespace["multi_head_attention_np"], seen)
-    message = str(info.value)
-    assert "exercise 1" in message and "without a transpose" in message and "Hint: look" in message
-    assert "[[" not in message and len(message) < 1500, message
+    exec(WRONG_SPLIT + "def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):\n"
+         "    w = np.ones((x.shape[0], n_heads, x.shape[1], x.shape[1])) / x.shape[1]\n"
+         "    return merge_heads(split_heads(x, n_heads)), w\n", namespace)
+    message = fails_with(check.mha_numpy_example, namespace["multi_head_attention_np"], hint=SPLIT_BLAMED)
+    why, saw = message.split("What split_heads's check says: ")[1].split("\n\nWhat this check saw: ")
+    assert "without a transpose" in why and saw.startswith("the weight tensor of multi_head_attention_np(")
+    assert "Hint: " in saw
+    assert "[[" not in message and "The worked example" not in message and len(message) < 1500, message
 
 
 def test_module_with_renamed_layers():
@@ -479,6 +526,17 @@ def test_module_with_renamed_layers():
 ])
 def test_param_count_mistakes(fn, hint):
     fails_with(check.param_count, fn, hint=hint)
+
+
+@pytest.mark.parametrize("fn,label", [
+    (lambda d, h, bias=True: ref.mha_param_count(d, h, bias=bias), "transformer_course.attention.mha_param_count"),
+    (lambda d, h, bias=True: sum(p.numel() for p in ref.MultiHeadAttention(d, h, bias=bias).parameters()),
+     "transformer_course.attention.MultiHeadAttention"),
+])
+def test_param_count_calling_the_package_fails(fn, label):
+    """The package's count, or building its module, is named as the reference (not as 'building a module')."""
+    message = fails_with(check.param_count_example, fn, hint=f"calls {label}, ")
+    assert "builds a torch module" not in message
 
 
 def test_param_count_example_catches_scaling_with_heads():

@@ -82,11 +82,32 @@ def test_unfinished_answers_say_so(exercise, name):
     ("interleaved_to_halves", ref.interleaved_to_halves),
 ])
 def test_calling_the_reference_fails(exercise, reference):
-    fails_with(getattr(check, exercise), lambda *a, **k: reference(*a, **k), hint="reference implementation")
+    message = fails_with(getattr(check, exercise), lambda *a, **k: reference(*a, **k),
+                         hint=f"calls transformer_course.positions.{exercise}, ")
+    assert "reference implementation" in message
 
 
 def test_subclassing_the_reference_table_fails():
-    fails_with(check.learned_positions, ref.LearnedPositions, hint="reference implementation")
+    message = fails_with(check.learned_positions, ref.LearnedPositions,
+                         hint="calls transformer_course.positions.LearnedPositions, ")
+    assert "reference implementation" in message
+
+
+def test_calling_the_reference_forward_fails():
+    """LearnedPositions is forbidden through its forward too, not only by being built."""
+    source = """
+        class LearnedPositions(nn.Module):
+            def __init__(self, max_positions, d_model):
+                super().__init__()
+                self.embedding = nn.Embedding(max_positions, d_model)
+
+            def forward(self, x, offset=0):
+                return REF.forward(self, x, offset=offset)
+    """
+    namespace = learner(f"REF = None\n{textwrap.dedent(source)}")
+    namespace["REF"] = ref.LearnedPositions
+    fails_with(check.learned_positions_example, namespace["LearnedPositions"],
+               hint="calls transformer_course.positions.LearnedPositions, ")
 
 
 # ============================================================ 1. permutation gap ===
@@ -504,8 +525,33 @@ def test_apply_rope_blames_a_wrong_rotate_half():
             return x * cos + rotate_half(x) * sin
     """))["apply_rope"]
     for check_fn in (check.apply_rope_example, check.apply_rope):
-        message = fails_with(check_fn, fn, hint="your rotate_half from exercise 4 fails its checks")
-        assert "INTERLEAVED" in message
+        message = fails_with(check_fn, fn, hint="your rotate_half from exercise 4 fails its checks, and apply_rope "
+                                                "uses it: fix rotate_half first (run its test cell)")
+        why, saw = message.split("What rotate_half's check says: ")[1].split("\n\nWhat this check saw: ")
+        assert why.startswith("rotate_half(") and "INTERLEAVED" in why
+        assert saw.startswith("apply_rope(") and "\nHint: " in saw
+        assert "The worked example" not in message            # the gist of each failure, not its details
+
+
+def test_apply_rope_unfinished_or_delegating_is_not_blamed_on_rotate_half():
+    """A stub, or a call to the package's apply_rope, is the news even when the rotate_half it names is wrong."""
+    source, _ = ROT["interleaved"]
+    ns = learner(textwrap.dedent(source) + textwrap.dedent("""
+        from transformer_course.positions import apply_rope as _package_apply_rope
+
+        def stub(x, cos, sin):
+            helper = rotate_half
+            raise NotImplementedError()
+
+        def delegate(x, cos, sin):
+            helper = rotate_half
+            return _package_apply_rope(x, cos, sin)
+    """))
+    for check_fn in (check.apply_rope_example, check.apply_rope):
+        message = fails_with(check_fn, ns["stub"], hint="not implemented yet")
+        assert "fails its checks" not in message
+        message = fails_with(check_fn, ns["delegate"], hint="calls transformer_course.positions.apply_rope, ")
+        assert "fails its checks" not in message
 
 
 def test_apply_rope_matches_llama_in_both_dtypes(solution):

@@ -448,10 +448,36 @@ def test_encoder_visible_example_catches_swapped_arrangements():
     fails_with(check.encoder_block_example, encoder_class(enc_always_post), hint="ignores norm_first")
 
 
+BLAME_LAYER_NORM = ("your layer_norm from exercise 1 fails its checks, and {user} uses it: fix layer_norm first "
+                    "(run its test cell), then run this cell again.")
+BLAME_FFN = ("your FeedForward from exercise 2 fails its checks, and EncoderBlock uses it: fix FeedForward first "
+             "(run its test cell), then run this cell again.")
+
+
 def test_encoder_blames_a_wrong_layer_norm_or_ffn():
-    fails_with(check.encoder_block, encoder_class(enc_good, ln=ln_bad_for_blocks), hint="your layer_norm from exercise 1")
-    fails_with(check.encoder_block, encoder_class(enc_good, ffn=ffn_variant(_no_act)), hint="your FeedForward from exercise 2")
-    fails_with(check.encoder_block, encoder_class(enc_good, ln=ln_todo), hint="your layer_norm from exercise 1")
+    message = fails_with(check.encoder_block, encoder_class(enc_good, ln=ln_bad_for_blocks),
+                         hint=BLAME_LAYER_NORM.format(user="EncoderBlock"))
+    assert message.startswith(BLAME_LAYER_NORM.format(user="EncoderBlock"))
+    assert ("What layer_norm's check says: your LayerNorm module (norm1): its output differs from "
+            "torch.nn.LayerNorm's") in message
+    assert "What this check saw: EncoderBlock(" in message
+    message = fails_with(check.encoder_block, encoder_class(enc_good, ffn=ffn_variant(_no_act)), hint=BLAME_FFN)
+    assert "What FeedForward's check says: your FeedForward module (ff): its output differs" in message
+    message = fails_with(check.encoder_block, encoder_class(enc_good, ln=ln_todo),
+                         hint=BLAME_LAYER_NORM.format(user="EncoderBlock"))
+    assert "What layer_norm's check says: your LayerNorm module (norm1) is not finished" in message
+
+
+def test_encoder_calling_the_reference_is_not_blamed_on_its_layer_norm():
+    message = fails_with(check.encoder_block, encoder_class(enc_package, ln=ln_bad_for_blocks),
+                         hint="reference implementation")
+    assert "fails its checks" not in message
+
+
+def test_a_right_block_is_not_blamed_on_a_right_layer_norm():
+    """The parts are looked at only when the block fails: a wrong block on right parts gets its own hint."""
+    message = fails_with(check.encoder_block, encoder_class(enc_no_residual), hint="residual connection is missing")
+    assert "fails its checks" not in message
 
 
 def test_encoder_renamed_attribute():
@@ -628,7 +654,10 @@ def test_decoder_visible_example_catches_no_causal_mask():
 
 
 def test_decoder_blames_a_wrong_layer_norm():
-    fails_with(check.decoder_block, decoder_class(dec_good, ln=ln_eps_outside), hint="your layer_norm from exercise 1")
+    message = fails_with(check.decoder_block, decoder_class(dec_good, ln=ln_eps_outside),
+                         hint=BLAME_LAYER_NORM.format(user="DecoderBlock"))
+    assert "What layer_norm's check says: your LayerNorm module (norm1)" in message
+    assert "What this check saw: DecoderBlock(" in message
 
 
 # ================================================================== 5. loss ===
@@ -706,6 +735,15 @@ def test_untrained_model_fails():
     model = Seq2SeqTransformer(Seq2SeqConfig(), block_factory=_factory())
     fails_with(check.trained_model, model, hint="has not learned the task")
     fails_with(check.trained_model, None, hint="did not build it")
+
+
+def test_untrained_model_with_a_wrong_block_names_the_block(capsys):
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(Seq2SeqConfig(), block_factory=_factory(enc_forward=enc_no_residual))
+    message = fails_with(check.trained_model_example, model,
+                         hint="your EncoderBlock (exercise 3) fails its checks, and the model is built from it")
+    assert "residual connection is missing" in message
+    assert capsys.readouterr().out == ""    # the block's check ran quietly
 
 
 def test_model_from_package_blocks_is_refused():

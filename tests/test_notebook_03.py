@@ -2,7 +2,7 @@
 
 One student notebook, filled with the solution code except for one typical wrong answer per
 exercise, graded once through `transformer-course check`. The checks are tested mistake by
-mistake in test_grading_heads.py; this makes sure the hints reach a learner through the real
+mistake in test_grading_multi_head_attention.py; this makes sure the hints reach a learner through the real
 grading path (the later, dependent cells run on the wrong answers too).
 """
 from __future__ import annotations

@@ -128,6 +128,40 @@ def test_check_hidden_tests_catch_a_hardcoded_answer(toy, tmp_path):
     assert "did you hard-code the visible example?" in proc.stdout  # the hint reaches the learner
 
 
+def test_check_generates_each_version_of_an_assignment_once(toy, tmp_path, monkeypatch):
+    """`check` keeps the generated gradebook per version of the source notebook: the second check of the same
+    assignment generates nothing and grades the same; a changed source (a new hidden test) is generated again
+    and its new test counts."""
+    from transformer_course.grader import nbgrading
+
+    course = fresh_copy(toy, tmp_path / "course")
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", os.fspath(tmp_path / "cache"))
+    generated = []
+    real_generate = nbgrading.generate_assignment
+    monkeypatch.setattr(nbgrading, "generate_assignment",
+                        lambda config, name: (generated.append(name), real_generate(config, name))[1])
+    hardcoded = toy_submission(course, tmp_path / "sub", double=GOOD_DOUBLE, square=HARDCODED_SQUARE)
+
+    first = nbgrading.check_notebook(hardcoded, root=course)
+    second = nbgrading.check_notebook(hardcoded, root=course)
+    assert generated == ["99_toy"]
+    assert first.to_json()["exercises"] == second.to_json()["exercises"]
+    assert (first.score, first.max_score) == (2, 5)              # the hidden test caught the hard-coded square
+    assert len(list((tmp_path / "cache" / "check").glob("99_toy-*.db"))) == 1
+
+    source = course / "solutions" / "99_toy" / "99_toy.py"
+    source.write_text(source.read_text().replace('assert double(21) == 42, "double(21) should be 42"',
+                                                 'assert double(21) == 42, "double(21) should be 42"\n'
+                                                 'assert double(0.5) == 2, "a new hidden test"'))
+    from transformer_course.build import build
+
+    build(course, log=lambda *_: None)
+    third = nbgrading.check_notebook(hardcoded, root=course)
+    assert generated == ["99_toy", "99_toy"]
+    assert third.score == 0 and "a new hidden test" in third.exercises[0].message
+    assert len(list((tmp_path / "cache" / "check").glob("99_toy-*.db"))) == 1   # the old version was pruned
+
+
 @pytest.mark.parametrize("content, expected", [
     ("{not json", "not a readable notebook"),
     ('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}', "has no cells"),

@@ -190,7 +190,7 @@ def test_attacks_on_the_first_exercise_earn_nothing(name):
     honest = len(plan)
     plan.append(dict(test))
     report = sandbox.run_cells(plan, preload=grading_plan(nbformat.read(
-        os.fspath(solution_notebook(name)), as_version=4))[2], sandbox="bwrap")
+        os.fspath(solution_notebook(name)), as_version=4), name)[2], sandbox="bwrap")
     assert report.sandboxed and not report.problems, report.problems
     setup_errors = [(i, o.error) for i, o in enumerate(report.cells[:a]) if o.error]
     assert not setup_errors, f"{name}: setup cells failed: {setup_errors}"

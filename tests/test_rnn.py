@@ -613,6 +613,29 @@ def test_dependent_exercises_blame_the_wrong_dependency():
         assert "What this check saw: jacobian_norms" in str(info.value)
 
 
+def test_training_batches_without_the_symbol_first_fail_with_a_hint():
+    """The losses are checked against the first token of each batch: a batch without a symbol there is
+    named (not an IndexError from the grader), also when no make_recall_batch of the learner's is to blame."""
+    unlabelled = batch_variant(no_label=True)
+
+    def train(model, distance, steps=200, batch_size=64, lr=1e-2, seed=0):
+        rng = np.random.default_rng(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            x, y = unlabelled(batch_size, distance, rng=rng)
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    with pytest.raises(CheckFailed, match="first token is not a symbol id") as info:
+        check.train_recall_rnn_example(train)
+    assert "the symbol to recall comes first" in str(info.value)
+
+
 def test_dependent_exercises_pass_with_right_dependency_or_none(capsys):
     check.train_recall_rnn_example(with_globals(learner_train, make_recall_batch=own_recall_batch))
     check.jacobian_norms_example(with_globals(learner_jacobian, rnn_forward=own_forward))

@@ -59,7 +59,7 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     # executes through Execute, in a Jupyter kernel, so it gets the course's cell timeout too
     c.Execute.timeout = int(CELL_TIMEOUT_S)
     c.Execute.kernel_name = KERNEL_NAME
-    # The notebook runs in the course's sandboxed harness (grading/sandbox.py), not in a Jupyter kernel
+    # The notebook runs in the course's sandboxed harness (grader/sandbox.py), not in a Jupyter kernel
     # the learner's code controls: nbgrader's Execute is replaced, every other step is nbgrader's own.
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
@@ -260,7 +260,7 @@ except ImportError:  # pragma: no cover - nbgrader is a dependency
 
 
 class SandboxedExecute(_Base):
-    """nbgrader's ``Execute`` step, done by the course's harness in a sandbox (see grading/sandbox.py).
+    """nbgrader's ``Execute`` step, done by the course's harness in a sandbox (see grader/sandbox.py).
 
     Learner cells run in an IPython shell inside the sandbox; test cells run outside that shell's
     reach, after an integrity check; a static review of the learner's cells flags code that reaches

@@ -10,14 +10,14 @@ always gets the same grade, and its bounds sit 5 standard deviations from the
 expected proportions, far from every listed mistake.
 
 The learner's code is always what runs: checks call it through
-:func:`~transformer_course.grading.core.call` with the package's reference (and
-transformers' own module) forbidden.
+:func:`~transformer_course.grading.core.call` with the package's reference
+forbidden.  When the loaded encoder differs from transformers' and the learner's
+embeddings class fails its own visible check, the failure sends the learner back
+to exercise 1 first (:func:`~transformer_course.grading.core.blame_earlier`).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import math
 from typing import Any, Callable
 
@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import bert as ref
-from .core import CheckFailed, as_numpy, call, expect_close, expect_tensor, fail, model_loss, passed, rng
+from .core import (Earlier, as_numpy, blame_earlier, call, expect_close, expect_tensor, fail,
+                   forbidden, model_device, model_loss, passed, quiet, rng)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
 #: any learner code runs, so that its integrity snapshot holds the genuine objects.
@@ -76,10 +77,6 @@ HINT_SCALED = (
 HINT_NORM_BEFORE_SUM = (
     "the LayerNorm is applied to the word embeddings alone, before the positions and segments are added: "
     "normalise the sum, self.norm(word + position + segment)."
-)
-HINT_EMB_FIRST = (
-    "your BertEmbeddings from exercise 1 fails its checks, and this model is built from it: fix it first "
-    "(run its test cell), rebuild the model, then run this cell again."
 )
 
 HINT_SPECIAL_MASKED = (
@@ -209,13 +206,12 @@ HINT_LOSS_IGNORE = (
     "replace -100 by another class."
 )
 
-_EMBEDDINGS: list[Any] = [(ref.BertEmbeddings.forward, "transformer_course.bert.BertEmbeddings")]
-_MASKERS: list[Any] = [(ref.mlm_mask, "transformer_course.bert.mlm_mask")]
-_MAPPERS: list[Any] = [(ref.hf_to_course_name, "transformer_course.bert.hf_to_course_name")]
-_POOLERS: list[Any] = [(ref.mean_pool, "transformer_course.bert.mean_pool"),
-                       (ref.sentence_embeddings, "transformer_course.bert.sentence_embeddings")]
-_SEARCH: list[Any] = [(ref.semantic_search, "transformer_course.bert.semantic_search")]
-_LOSSES: list[Any] = [(ref.mlm_loss, "transformer_course.bert.mlm_loss")]
+_EMBEDDINGS = forbidden(ref, "BertEmbeddings")
+_MASKERS = forbidden(ref, "mlm_mask")
+_MAPPERS = forbidden(ref, "hf_to_course_name")
+_POOLERS = forbidden(ref, "mean_pool", "sentence_embeddings")
+_SEARCH = forbidden(ref, "semantic_search")
+_LOSSES = forbidden(ref, "mlm_loss")
 TOL64 = dict(atol=1e-9, rtol=1e-7)
 
 
@@ -223,12 +219,6 @@ def _hf_embeddings_class():
     from transformers.models.bert.modeling_bert import BertEmbeddings
 
     return BertEmbeddings
-
-
-
-def _quiet(fn: Callable, *args, **kwargs) -> Any:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 # ------------------------------------------------------ 1. embeddings ---
@@ -489,14 +479,14 @@ def mlm_mask(fn: Callable) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _minilm():
-    return _quiet(ref.load_minilm)
+    return quiet(ref.load_minilm)
 
 
 @functools.lru_cache(maxsize=1)
 def _hf_minilm():
     from transformers import BertModel
 
-    model = _quiet(BertModel.from_pretrained, str(ref.minilm_path()), local_files_only=True,
+    model = quiet(BertModel.from_pretrained, str(ref.minilm_path()), local_files_only=True,
                    attn_implementation="eager")
     return model.eval()
 
@@ -527,10 +517,7 @@ def _classify_name(key: str, mine: Any, right: str | None) -> str:
 def _check_names(fn: Callable, keys: list[str]) -> None:
     for key in keys:
         right = ref.hf_to_course_name(key)
-        try:
-            mine = call(fn, key, what=f"hf_to_course_name({key!r})", forbid=_MAPPERS)
-        except CheckFailed:
-            raise
+        mine = call(fn, key, what=f"hf_to_course_name({key!r})", forbid=_MAPPERS)
         if mine != right:
             fail(f"hf_to_course_name({key!r}) returned {mine!r}; expected {right!r}.", _classify_name(key, mine, right))
 
@@ -539,8 +526,7 @@ def _check_unknown(fn: Callable, key: str) -> None:
     """A name that is no part of the encoder (an MLM head, a decoder's cross-attention) must raise KeyError."""
     what = f"hf_to_course_name({key!r})"
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            mine = fn(key)
+        mine = quiet(fn, key)
     except KeyError:
         return
     except NotImplementedError:
@@ -604,48 +590,48 @@ def _batch(gen: np.random.Generator, n: int, pairs: bool):
     return tok(first, padding=True, return_tensors="pt"), first
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+def _embeddings_earlier(embeddings_cls: Any) -> list[Earlier]:
+    """Exercise 1 as the answer the loaded encoder builds on, judged by its visible check (what its test cell
+    runs); none when the class is not given or is not the learner's own (the package's, transformers')."""
+    module = getattr(embeddings_cls, "__module__", "") or ""
+    if embeddings_cls is None or module.startswith(("transformer_course.", "transformers.")):
+        return []
+    return [Earlier("BertEmbeddings", "exercise 1", bert_embeddings_example, obj=embeddings_cls)]
 
 
 def _check_loaded(model: Any, embeddings_cls: Callable | None, batches: list[tuple[Any, str]]) -> float:
-    """Compare ``model`` with transformers' MiniLM on each ``(encoding, label)``; the largest difference."""
+    """Compare ``model`` with transformers' MiniLM on each ``(encoding, label)``; the largest difference.
+
+    When it differs and the learner's ``embeddings_cls`` fails its own visible check, the failure sends the
+    learner back to exercise 1 (and to rebuilding ``minilm``) instead."""
     if model is None:
         fail("minilm is None: the cell that builds and loads it did not finish.",
              "complete exercises 1 and 3, then run the cell that builds `minilm` and loads the weights.")
     if not isinstance(model, nn.Module):
         fail(f"minilm should be a torch.nn.Module, got {type(model).__name__}.")
-    device = _model_device(model)
+    device = model_device(model)
     oracle = _hf_minilm()
     was_training = model.training
     model.eval()
     worst = 0.0
     try:
-        for enc, label in batches:
-            what = f"minilm on {label}"
-            with torch.no_grad():
-                expected = oracle(**enc).last_hidden_state
-                out = expect_tensor(call(model, *(enc[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")),
-                                   what=what), what).cpu()
-            real = enc["attention_mask"].bool()
-            if tuple(out.shape) != tuple(expected.shape):
-                fail(f"{what} returned shape {tuple(out.shape)}; expected {tuple(expected.shape)}.")
-            try:
+        with blame_earlier(model, "the minilm you built (rerun the cell that builds it after the fix)",
+                           *_embeddings_earlier(embeddings_cls)):
+            for enc, label in batches:
+                what = f"minilm on {label}"
+                with torch.no_grad():
+                    expected = oracle(**enc).last_hidden_state
+                    out = expect_tensor(call(model, *(enc[k].to(device) for k in ("input_ids", "attention_mask",
+                                                                                   "token_type_ids")),
+                                             what=what), what).cpu()
+                real = enc["attention_mask"].bool()
+                if tuple(out.shape) != tuple(expected.shape):
+                    fail(f"{what} returned shape {tuple(out.shape)}; expected {tuple(expected.shape)}.")
                 expect_close(out[real].float(), expected[real], what=f"{what} (real token positions)", atol=1e-5,
                              rtol=1e-5, hint="the model must equal transformers' BertModel with the same weights: "
                                              "post-LN blocks with exact GELU and eps 1e-12, your embeddings, and the "
                                              "padding mask on the keys.")
-            except CheckFailed as exc:
-                if embeddings_cls is not None:
-                    try:
-                        _quiet(bert_embeddings, embeddings_cls)
-                    except CheckFailed as emb_exc:
-                        fail(f"{exc}", f"{HINT_EMB_FIRST}\n\nWhat that check says: {emb_exc}")
-                raise
-            worst = max(worst, float((out[real].float() - expected[real]).abs().max()))
+                worst = max(worst, float((out[real].float() - expected[real]).abs().max()))
     finally:
         model.train(was_training)
     return worst
@@ -712,7 +698,7 @@ def sentence_embedding_example(fn: Callable) -> None:
 def _sentence_transformer():
     from sentence_transformers import SentenceTransformer
 
-    return _quiet(SentenceTransformer, str(ref.minilm_path()), device="cpu")
+    return quiet(SentenceTransformer, str(ref.minilm_path()), device="cpu")
 
 
 def sentence_embedding(fn: Callable) -> None:
@@ -727,7 +713,7 @@ def sentence_embedding(fn: Callable) -> None:
     enc, sentences = _batch(gen, int(gen.integers(4, 8)), False)
     with torch.no_grad():
         hidden = _hf_minilm()(**enc).last_hidden_state
-    expected = torch.as_tensor(_quiet(_sentence_transformer().encode, sentences, convert_to_numpy=True))
+    expected = torch.as_tensor(quiet(_sentence_transformer().encode, sentences, convert_to_numpy=True))
     _check_pool(fn, hidden, enc["attention_mask"], f"sentence_embedding of {len(sentences)} MiniLM sentences "
                 "(padded batch) against sentence-transformers' encode", expected=expected, atol=1e-5, rtol=0)
     passed("sentence_embedding")

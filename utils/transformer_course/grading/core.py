@@ -379,19 +379,22 @@ def gist(exc: BaseException) -> str:
 
 # --- forbidden calls: what *is* the exercise -------------------------------------------------------
 
-def forbidden(module: Any, *names: str, methods: tuple[str, ...] = ("forward",)) -> list[tuple[Any, str]]:
+def forbidden(module: Any, *names: str, methods: tuple[str, ...] = ("forward",),
+              optional: bool = False) -> list[tuple[Any, str]]:
     """Entries for :func:`call`'s ``forbid``: ``module.name`` for each name, labelled by its full name.
 
     A function (Python or built-in) is forbidden itself; a class through ``methods`` (its ``forward`` by
-    default; add ``"__init__"`` where building one is the giveaway). Names the module lacks are skipped, so a
-    list may name what only some versions of a library have.
+    default; add ``"__init__"`` where building one is the giveaway). A name the module lacks is an error (a
+    typo would forbid nothing), unless ``optional``: a list of what only some versions of a library have.
     """
     out: list[tuple[Any, str]] = []
     label_root = getattr(module, "__name__", str(module))
     for name in names:
         obj = getattr(module, name, None)
         if obj is None:
-            continue
+            if optional:
+                continue
+            raise AttributeError(f"forbidden(): {label_root} has no {name!r}")
         label = f"{label_root}.{name}"
         if isinstance(obj, type):
             out += [(getattr(obj, m), label) for m in methods if m in vars(obj) or hasattr(obj, m)]
@@ -404,7 +407,7 @@ def _fused_attention() -> list[tuple[Any, str]]:
     import torch.nn.functional as F
 
     found = forbidden(F, "scaled_dot_product_attention", "multi_head_attention_forward")
-    found += forbidden(torch, "_scaled_dot_product_attention_math")
+    found += forbidden(torch, "_scaled_dot_product_attention_math", optional=True)
     for name in ("scaled_dot_product_attention", "_scaled_dot_product_attention_math",
                  "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
                  "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
@@ -457,7 +460,11 @@ def _code_names(fn: Any) -> set[str] | None:
     codes = []
     if isinstance(fn, type) or not hasattr(fn, "__code__"):
         cls = fn if isinstance(fn, type) else type(fn)
-        codes = [v.__code__ for v in vars(cls).values() if hasattr(v, "__code__")]
+        # the learner's classes along the MRO (a forward inherited from their own base class counts)
+        for klass in cls.__mro__:
+            if (klass.__module__ or "").split(".")[0] in ("builtins", "torch"):
+                continue
+            codes += [v.__code__ for v in vars(klass).values() if hasattr(v, "__code__")]
     if hasattr(fn, "__code__"):
         codes.append(fn.__code__)
     if not codes:

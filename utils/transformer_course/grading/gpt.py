@@ -10,7 +10,17 @@ model).  Every listed mistake is recognised and named in the failure message.
 The learner's code is always what runs, through :func:`.core.call` with the
 functions that *are* the exercise forbidden.  Sampling checks are statistical:
 many draws with fixed seeds (so they never flake), bounds at about 5 sigma, and
-every listed wrong sampler is tens of sigma away.
+every listed wrong sampler is tens of sigma away.  A sampler or generation loop
+whose check fails while the filter or sampler it calls fails its own visible
+check is sent back to that exercise first (:func:`.core.blame_earlier`).
+
+The messages name the course's modules, the ones the learner's ``GPT`` has:
+``wte``, ``wpe``, ``drop``, ``blocks`` of the course's ``EncoderBlock``
+(``norm1``, ``self_attn.q_proj`` / ``k_proj`` / ``v_proj`` / ``out_proj``,
+``norm2``, ``ff.fc1`` / ``ff.fc2``), ``ln_f`` and ``lm_head``.  GPT-2's names
+(``ln_1``, ``attn.c_attn``, ``mlp.c_fc``, ...) appear only in the messages of
+``load_gpt2_weights``, where the learner copies one into the other; the mapping
+is :data:`GPT2_SOURCES`.
 """
 from __future__ import annotations
 
@@ -128,17 +138,26 @@ HINT_CACHE_UNUSED = (
 
 HINT_CONV1D = (
     "GPT-2's Conv1D layers store their weight as (in_features, out_features), the transpose of nn.Linear's "
-    "(out, in): copy weight.T (transposed) into every Linear: c_attn (split into q, k, v), attn.c_proj, "
-    "mlp.c_fc and mlp.c_proj. The square attn.c_proj (d x d) loads without a shape error when you forget, "
-    "and gives wrong outputs."
+    "(out, in): copy each one's transpose (.T) into its Linear: attn.c_attn (split in three) into "
+    "self_attn.q_proj, k_proj and v_proj, attn.c_proj into self_attn.out_proj, mlp.c_fc into ff.fc1 and "
+    "mlp.c_proj into ff.fc2. self_attn.out_proj is square (d x d): attn.c_proj loads into it without a shape "
+    "error when you forget the transpose, and gives wrong outputs."
 )
 HINT_QKV_SPLIT = (
-    "c_attn's (d, 3d) weight holds the query, key and value projections side by side along the OUTPUT "
-    "axis (dim 1), in that order: w_q, w_k, w_v = c_attn.weight.split(d, dim=1), then transpose each; "
-    "the bias (3d,) splits the same way."
+    "attn.c_attn's (d, 3d) weight holds the query, key and value projections side by side along the OUTPUT "
+    "axis (dim 1), in that order: w_q, w_k, w_v = c_attn.weight.split(d, dim=1) go, each transposed, into "
+    "self_attn.q_proj, k_proj and v_proj; its bias (3d,) splits the same way."
 )
-HINT_BIAS = "copy the biases too: c_attn.bias (split in three), attn.c_proj.bias, mlp.c_fc.bias, mlp.c_proj.bias, and the LayerNorms' bias."
-HINT_LN_SWAP = "ln_1 goes to norm1 (before attention) and ln_2 to norm2 (before the MLP); ln_f to ln_f."
+HINT_BIAS = (
+    "copy the biases too: attn.c_attn.bias (split in three) into self_attn.q_proj, k_proj and v_proj, "
+    "attn.c_proj.bias into self_attn.out_proj, mlp.c_fc.bias into ff.fc1, mlp.c_proj.bias into ff.fc2, and the "
+    "LayerNorms' (ln_1 into norm1, ln_2 into norm2, ln_f into ln_f)."
+)
+HINT_LN_SWAP = "GPT-2's ln_1 goes into norm1 (before self_attn) and ln_2 into norm2 (before ff); ln_f into ln_f."
+HINT_COPY_AS_IS = (
+    "wte, wpe and ln_f have the same names in GPT-2 and copy as they are, without a transpose: "
+    "model.wte.weight.copy_(hf_model.transformer.wte.weight), and likewise wpe and ln_f (weight and bias)."
+)
 HINT_TIE = (
     "lm_head must stay tied to wte (the same tensor): copy into wte.weight with .copy_() and do not replace "
     "the Parameter objects."
@@ -558,6 +577,34 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+#: Where each module of a course block (``blocks.N.``...) comes from in GPT-2 (``transformer.h.N.``...), the
+#: mapping that load_gpt2_weights' messages (the only ones naming GPT-2's modules) follow. ``wte``, ``wpe`` and
+#: ``ln_f`` have the same names in both; ``lm_head`` is ``wte``.
+GPT2_SOURCES = {
+    "norm1": "ln_1", "norm2": "ln_2",
+    "self_attn.q_proj": "attn.c_attn", "self_attn.k_proj": "attn.c_attn", "self_attn.v_proj": "attn.c_attn",
+    "self_attn.out_proj": "attn.c_proj", "ff.fc1": "mlp.c_fc", "ff.fc2": "mlp.c_proj",
+}
+_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+
+
+def _gpt2_source(name: str, d: int) -> str:
+    """What the course's parameter ``name`` holds after loading, as code on the transformers model:
+    ``blocks.0.ff.fc1.weight`` -> ``hf_model.transformer.h.0.mlp.c_fc.weight.T``."""
+    parts = name.split(".")
+    if parts[0] != "blocks":
+        return "hf_model.transformer.wte.weight" if parts[0] == "lm_head" else f"hf_model.transformer.{name}"
+    module, kind = ".".join(parts[2:-1]), parts[-1]
+    source = f"hf_model.transformer.h.{parts[1]}.{GPT2_SOURCES.get(module, module)}.{kind}"
+    if module in _QKV:
+        j = _QKV.index(module)
+        cols = f"{j * d or ''}:{(j + 1) * d}"
+        return f"{source}[:, {cols}].T" if kind == "weight" else f"{source}[{cols}]"
+    if kind == "weight" and module.startswith(("self_attn.", "ff.")):
+        return f"{source}.T"
+    return source
+
+
 def _load_mistake(name: str, got: torch.Tensor, want: torch.Tensor, hf) -> str:
     """Name the mistake that explains a wrongly loaded parameter."""
     tr = hf.transformer
@@ -565,6 +612,8 @@ def _load_mistake(name: str, got: torch.Tensor, want: torch.Tensor, hf) -> str:
         return HINT_BIAS if ".norm" not in name else HINT_LN_SWAP
     if ".norm" in name:
         return HINT_LN_SWAP
+    if not name.startswith("blocks."):
+        return HINT_COPY_AS_IS
     if got.shape == want.shape and got.shape[0] == got.shape[1] and torch.allclose(got, want.T):
         return HINT_CONV1D
     if ".self_attn.out_proj." in name:
@@ -597,12 +646,8 @@ def _check_load_case(fn: Callable, GPT, GPTConfig, gen: np.random.Generator, cfg
         if got.shape != want.shape:
             fail(f"after loading, {name} has shape {tuple(got.shape)}, expected {tuple(want.shape)}.", HINT_CONV1D)
         if not torch.allclose(got, want, atol=1e-12, rtol=0):
-            hint = _load_mistake(name, got, want, hf)
-            what = {"out_proj.weight": "the attention output projection (GPT-2's attn.c_proj)",
-                    "fc1.weight": "the MLP's first layer (mlp.c_fc)", "fc2.weight": "the MLP's second layer (mlp.c_proj)"}
-            extra = next((v for k, v in what.items() if name.endswith(k)), None)
-            fail(f"after loading, {name}{f' = {extra}' if extra else ''} does not hold GPT-2's weights "
-                 f"({label}).", hint)
+            fail(f"after loading, {name} does not hold GPT-2's weights ({label}): it should be "
+                 f"{_gpt2_source(name, cfg['n_embd'])}.", _load_mistake(name, got, want, hf))
     # end to end: the reference forward over the learner-loaded model against GPT2LMHeadModel
     idx = torch.from_numpy(gen.integers(0, cfg["vocab_size"], (2, min(6, cfg["block_size"]))))
     with torch.no_grad():
@@ -646,7 +691,7 @@ class _WatchMaterialise(TorchFunctionMode):
 def _reference_count(cfg: Any) -> int:
     d, V, L, T = cfg.n_embd, cfg.vocab_size, cfg.n_layer, cfg.block_size
     b = 1 if cfg.bias else 0
-    per_block = 12 * d * d + b * (4 * d + 4 * d + d) + 2 * d + b * 2 * d     # attn + mlp weights, biases, 2 LNs
+    per_block = 12 * d * d + b * (4 * d + 4 * d + d) + 2 * d + b * 2 * d     # self_attn + ff, biases, 2 norms
     return V * d + T * d + L * per_block + d + b * d
 
 

@@ -452,7 +452,7 @@ def _check_batches(rec: _Recorder, steps: int, batch_size: int, distance: int, l
         fail(f"{label}: the model ran {n} training forward passes for steps={steps}.",
              "take exactly `steps` steps, each one forward pass on a fresh batch; the losses list must come from "
              "those steps (not padded, repeated or cut).")
-    want = (batch_size, distance + 1)
+    want, n_symbols = (batch_size, distance + 1), _data.RecallVocab().n_symbols
     for k, x in enumerate(rec.inputs):
         if not isinstance(x, torch.Tensor):
             fail(f"{label}: step {k} called the model with a {type(x).__name__}.", "pass torch.from_numpy(x).")
@@ -461,6 +461,11 @@ def _check_batches(rec: _Recorder, steps: int, batch_size: int, distance: int, l
                  f"(batch_size={batch_size}, distance={distance}).",
                  "draw each step's batch with make_recall_batch(batch_size, distance, rng=rng), using the "
                  "arguments you are given.")
+        if bool(((x[:, 0] < 0) | (x[:, 0] >= n_symbols)).any()):   # the labels that the losses are checked with
+            fail(f"{label}: step {k} fed the model sequences whose first token is not a symbol id (0.."
+                 f"{n_symbols - 1}): x[:, 0] = {x[:, 0].tolist()[:8]}.",
+                 "draw each step's batch with make_recall_batch(batch_size, distance, rng=rng): the symbol to "
+                 "recall comes first, and it is the label.")
     for k in range(1, n):
         if torch.equal(rec.inputs[k], rec.inputs[k - 1]):
             fail(f"{label}: step {k} trained on exactly the same batch as step {k - 1}.",

@@ -12,12 +12,13 @@ classes and loaded with torch's weights through
 :func:`transformer_course.blocks.load_torch_encoder_layer` /
 :func:`~transformer_course.blocks.load_torch_decoder_layer`; a learner's code
 that hands the exercise to the package's reference or to torch's own layer fails.
+A block that fails because its LayerNorm modules (the learner's layer_norm) or its
+FeedForward fail their own checks is told to fix those first (``core.blame_earlier``).
 """
 from __future__ import annotations
 
 import contextlib
-import io
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ from .. import attention as att
 from .. import blocks as ref
 from .. import seq2seq as s2s
 from ..data import DigitVocab, make_digit_batch
-from .core import CheckFailed, as_numpy, call, diagnose, expect_close, expect_tensor, fail, matches, passed, rng
+from .core import (CheckFailed, Earlier, as_numpy, blame_earlier, call, diagnose, expect_close, expect_tensor, fail,
+                   forbidden, matches, model_device, passed, quiet, rng)
 
 __all__ = [
     "layer_norm_example", "layer_norm",
@@ -107,14 +109,6 @@ HINT_DTYPE = (
 HINT_NOT_TENSOR = (
     "return a torch tensor (use torch operations on the inputs): the blocks later in this notebook "
     "need the result to stay on the autograd graph and on the inputs' device."
-)
-HINT_LAYER_NORM_FIRST = (
-    "your layer_norm from exercise 1 fails its checks, and your block's LayerNorm modules use it: fix "
-    "layer_norm first (run its test cell), then run this cell again."
-)
-HINT_FFN_FIRST = (
-    "your FeedForward from exercise 2 fails its checks, and your block's `self.ff` is one: fix "
-    "FeedForward first (run its test cell), then run this cell again."
 )
 HINT_FFN_NO_ACT = (
     "there is no non-linearity between the two layers: fc2(fc1(x)) is one linear map in disguise. "
@@ -254,34 +248,16 @@ _VOCAB = DigitVocab()
 
 # ------------------------------------------------------------- integrity ---
 
-def _builtin(name: str, module: Any = torch) -> list[tuple[Any, str]]:
-    f = getattr(module, name, None)
-    return [(f, f"torch.{name}")] if f is not None else []
-
-
-_LAYER_NORMS: list[Any] = [
-    (F.layer_norm, "torch.nn.functional.layer_norm"),
-    (nn.LayerNorm.forward, "torch.nn.LayerNorm"),
-    (ref.layer_norm, "transformer_course.blocks.layer_norm"),
-    (ref.LayerNorm.forward, "transformer_course.blocks.LayerNorm"),
-    *_builtin("layer_norm"),
-    *_builtin("native_layer_norm"),
-]
-_FFNS: list[Any] = [(ref.FeedForward.forward, "transformer_course.blocks.FeedForward")]
-_BLOCKS: list[Any] = [
-    (ref.EncoderBlock.forward, "transformer_course.blocks.EncoderBlock.forward"),
-    (ref.DecoderBlock.forward, "transformer_course.blocks.DecoderBlock.forward"),
-    (nn.TransformerEncoderLayer.forward, "torch.nn.TransformerEncoderLayer"),
-    (nn.TransformerDecoderLayer.forward, "torch.nn.TransformerDecoderLayer"),
-    (nn.TransformerEncoder.forward, "torch.nn.TransformerEncoder"),
-    (nn.TransformerDecoder.forward, "torch.nn.TransformerDecoder"),
-    (nn.Transformer.forward, "torch.nn.Transformer"),
-    *_builtin("_transformer_encoder_layer_fwd"),
-]
-_LOSS_HELPERS: list[Any] = [
-    (s2s.shift_right, "transformer_course.seq2seq.shift_right"),
-    (s2s.train_seq2seq, "transformer_course.seq2seq.train_seq2seq"),
-]
+# what each exercise asks for, in torch and in this package: an answer that calls one fails (``call``'s ``forbid``)
+_LAYER_NORMS = (forbidden(F, "layer_norm") + forbidden(nn, "LayerNorm") + forbidden(ref, "layer_norm", "LayerNorm")
+                + forbidden(torch, "layer_norm", "native_layer_norm"))
+_FFNS = forbidden(ref, "FeedForward")
+_BLOCKS = (forbidden(ref, "EncoderBlock", "DecoderBlock")
+           + forbidden(nn, "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
+                       "TransformerDecoder", "Transformer")
+           + forbidden(torch, "_transformer_encoder_layer_fwd"))
+_TRAINERS = forbidden(s2s, "train_seq2seq")
+_LOSS_HELPERS = forbidden(s2s, "shift_right") + _TRAINERS
 TOL64 = dict(atol=1e-9, rtol=1e-7)     # float64 throughout: far below every listed mistake
 
 
@@ -415,8 +391,8 @@ def layer_norm(fn: Callable) -> None:
     passed("layer_norm")
 
 
-def _layer_norm_module_ok(norm: nn.Module) -> str | None:
-    """None when the learner's LayerNorm module computes LayerNorm; else what is wrong."""
+def _check_layer_norm_module(norm: nn.Module, name: str) -> None:
+    """Fail (CheckFailed) unless the learner's LayerNorm module ``name`` of a block computes LayerNorm."""
     d = norm.weight.shape[0]
     gen = rng()
     x = torch.from_numpy(gen.normal(0.5, 2e-3, size=(2, 3, d)))
@@ -425,14 +401,10 @@ def _layer_norm_module_ok(norm: nn.Module) -> str | None:
         with torch.no_grad():
             norm.weight.copy_(torch.from_numpy(gen.normal(1, 0.5, size=d)))
             norm.bias.copy_(torch.from_numpy(gen.normal(0, 0.5, size=d)))
-            try:
-                out = call(norm, x, what="your LayerNorm module")
-            except CheckFailed as exc:
-                return str(exc)
-            expected = F.layer_norm(x, (d,), norm.weight, norm.bias, norm.eps)
+            out = call(norm, x, what=f"your LayerNorm module ({name})")
+            expected = F.layer_norm(x, (d,), norm.weight, norm.bias, getattr(norm, "eps", 1e-5))
         if not isinstance(out, torch.Tensor) or not matches(out.detach(), expected, **TOL64):
-            return "its output differs from torch.nn.LayerNorm's on the same weights."
-        return None
+            fail(f"your LayerNorm module ({name}): its output differs from torch.nn.LayerNorm's on the same weights.")
     finally:
         with torch.no_grad():
             norm.weight.copy_(saved[0])
@@ -536,21 +508,18 @@ def feed_forward(cls: Callable) -> None:
     passed("FeedForward")
 
 
-def _ffn_module_ok(ff: nn.Module) -> str | None:
+def _check_ffn_module(ff: nn.Module) -> None:
+    """Fail (CheckFailed) unless the learner's FeedForward module of a block computes fc2(activation(fc1(x)))."""
     fc1, fc2 = getattr(ff, "fc1", None), getattr(ff, "fc2", None)
     if not isinstance(fc1, nn.Linear) or not isinstance(fc2, nn.Linear):
-        return "its fc1 / fc2 are not nn.Linear layers."
+        fail("your FeedForward module (ff): its fc1 / fc2 are not nn.Linear layers.")
     x = torch.from_numpy(rng().normal(size=(2, 3, fc1.in_features)))
-    try:
-        out = call(ff, x, what="your FeedForward module")
-    except CheckFailed as exc:
-        return str(exc)
+    out = call(ff, x, what="your FeedForward module (ff)")
     with torch.no_grad():
         act = getattr(ff, "activation", "relu")
         expected = _ffn_ref(x, fc1, fc2, act if act in ("relu", "gelu") else "relu")
     if not isinstance(out, torch.Tensor) or not matches(out.detach(), expected, **TOL64):
-        return "its output differs from fc2(activation(fc1(x)))."
-    return None
+        fail("your FeedForward module (ff): its output differs from fc2(activation(fc1(x))).")
 
 
 # ---------------------------------------------------- 3./4. the blocks ---
@@ -575,21 +544,19 @@ def _load(loader: Callable, mine: nn.Module, theirs: nn.Module, what: str) -> No
              "norm1, norm2, norm3, norm_first) are how weights are loaded into your block.")
 
 
-def _dependency(block: nn.Module, exc: CheckFailed, norms: Iterable[str]) -> None:
-    """When a block fails because the learner's LayerNorm or FeedForward is wrong, say so."""
+def _earlier_parts(block: nn.Module, norms: tuple[str, ...]) -> list[Earlier]:
+    """The block's LayerNorm modules (the learner's layer_norm, exercise 1) and its FeedForward (exercise 2),
+    for :func:`blame_earlier`: a block that fails because one of them is wrong is told to fix that first."""
+    parts = []
     for name in norms:
         norm = getattr(block, name, None)
         if isinstance(norm, nn.Module) and getattr(norm, "weight", None) is not None:
-            problem = _layer_norm_module_ok(norm)
-            if problem is not None:
-                raise CheckFailed(f"{HINT_LAYER_NORM_FIRST}\n\nWhat went wrong with {name}: {problem}\n\n"
-                                  f"What this check saw: {exc}") from None
+            parts.append(Earlier("layer_norm", "exercise 1",
+                                 lambda m, name=name: _check_layer_norm_module(m, name), obj=norm))
     ff = getattr(block, "ff", None)
     if isinstance(ff, nn.Module):
-        problem = _ffn_module_ok(ff)
-        if problem is not None:
-            raise CheckFailed(f"{HINT_FFN_FIRST}\n\nWhat went wrong with ff: {problem}\n\n"
-                              f"What this check saw: {exc}") from None
+        parts.append(Earlier("FeedForward", "exercise 2", _check_ffn_module, obj=ff))
+    return parts
 
 
 STYLE_HINTS = {"no_residual": HINT_NO_RESIDUAL, "residual_after_norm": HINT_RESIDUAL_AFTER_NORM,
@@ -690,16 +657,13 @@ def _check_encoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
             expected = theirs(x, src_key_padding_mask=~mask[:, 0])         # torch: True = padding
             case += f" with a padding mask (lengths {lengths})"
     args = (x,) if mask is None else (x, mask)
-    try:
+    with blame_earlier(mine, "EncoderBlock", *_earlier_parts(mine, ("norm1", "norm2"))):
         with torch.no_grad():
             out = expect_tensor(call(mine, *args, what=case, forbid=_BLOCKS), case, HINT_NOT_TENSOR)
         r = ref.load_torch_encoder_layer(ref.EncoderBlock(d, h, d_ff, norm_first=norm_first).double(), theirs)
         expect_close(out, expected, what=case, **TOL64, mistakes=_enc_mistakes(r, x, mask, norm_first),
                      hint="post-LN: x = norm1(x + self_attn(x)); x = norm2(x + ff(x)). pre-LN: "
                           "x = x + self_attn(norm1(x)); x = x + ff(norm2(x)). Pass the mask to self-attention.")
-    except CheckFailed as exc:
-        _dependency(mine, exc, ("norm1", "norm2"))
-        raise
 
 
 def encoder_block_example(cls: Callable) -> None:
@@ -819,7 +783,7 @@ def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
             expected = theirs(x, memory, tgt_mask=blocked_future, memory_key_padding_mask=~memory_mask[:, 0])
             case += f", memory_mask for source lengths {lengths}"
     kwargs = {} if memory_mask is None else {"memory_mask": memory_mask}
-    try:
+    with blame_earlier(mine, "DecoderBlock", *_earlier_parts(mine, ("norm1", "norm2", "norm3"))):
         with torch.no_grad():
             out = expect_tensor(call(mine, x, memory, what=case, forbid=_BLOCKS,
                                       explain=_dec_explainer(memory_mask is not None), **kwargs),
@@ -828,9 +792,6 @@ def _check_decoder_case(cls: Callable, norm_first: bool, gen: np.random.Generato
         expect_close(out, expected, what=case, **TOL64, mistakes=_dec_mistakes(r, x, memory, memory_mask, norm_first),
                      hint="three sublayers, each with a residual and its own norm: causal self-attention "
                           "(norm1), cross-attention to memory with memory_mask (norm2), feed-forward (norm3).")
-    except CheckFailed as exc:
-        _dependency(mine, exc, ("norm1", "norm2", "norm3"))
-        raise
 
 
 def decoder_block_example(cls: Callable) -> None:
@@ -948,13 +909,6 @@ def seq2seq_loss(fn: Callable) -> None:
 
 # ------------------------------------------------- 6. the trained model ---
 
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def _blocks_problem(model: nn.Module) -> str | None:
     """When the model's blocks (the learner's classes) fail their checks, say which."""
     for stack, checker, name in (("encoder", encoder_block, "EncoderBlock (exercise 3)"),
@@ -963,8 +917,7 @@ def _blocks_problem(model: nn.Module) -> str | None:
         if not blocks:
             continue
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                checker(type(blocks[0]))
+            quiet(checker, type(blocks[0]))
         except CheckFailed as exc:
             return (f"your {name} fails its checks, and the model is built from it: fix it first, then "
                     f"rebuild and retrain the model.\n\nWhat that check says: {exc}")
@@ -987,7 +940,7 @@ def _check_trained(model: Any, n: int, gen: np.random.Generator, threshold: floa
         if stack is not None and any(type(b) is pkg for b in stack):
             fail(f"seq2seq_model's {name} is built from the package's {pkg.__name__}, not yours.",
                  "build the model with block_factory=make_block, as the training cell does.")
-    device = _model_device(model)
+    device = model_device(model)
     src, tgt = make_digit_batch(n, length, "reverse", rng=gen)
     src_t = torch.from_numpy(src).to(device)
     was_training = model.training
@@ -1060,7 +1013,7 @@ def _train_rates(fn: Callable, steps: int, lr: float, warmup: int) -> list[float
     what = f"train(model, steps={steps}, lr={lr}, batch_size=4, length=4, warmup={warmup})"
     with _record_learning_rates() as rates:
         losses = call(fn, model, steps=steps, lr=lr, batch_size=4, length=4, warmup=warmup, what=what,
-                      forbid=_LOSS_HELPERS[1:])
+                      forbid=_TRAINERS)
     if losses is None:
         fail(f"{what} returned None.", "return the list of per-step losses (loss.item() of every step).")
     if len(rates) != steps:
