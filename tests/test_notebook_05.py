@@ -3,7 +3,7 @@
 The student notebook, filled with the solution code, gets one typical mistake per exercise,
 each chosen so that it does not break the later exercises that build on it (the trained model
 uses pre-LN blocks, ReLU, eps = 1e-5 and no memory mask), and is graded once through
-`transformer-course check`. The checks are tested mistake by mistake in test_grading_blocks.py.
+`transformer-course check`. The checks are tested mistake by mistake in test_grading_transformer_blocks.py.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_bert_mistakes_lose_their_points_with_hints(tmp_path):
     expected_words = {
         "bert_embeddings_test": "token_type_ids argument is ignored",
         "mlm_mask_test": "special tokens",
-        "loaded_encoder_test": "BertEmbeddings from exercise 1 fails its checks",
+        "loaded_encoder_test": "your BertEmbeddings from exercise 1 fails its checks, and the minilm you built",
         "sentence_embedding_test": "padding tokens are included",
         "semantic_search_test": "raw dot product",
         "mlm_loss_test": "do not apply softmax",

@@ -52,7 +52,7 @@ def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
         "top_k_filter_test": "not 0",
         "top_p_filter_test": "crosses p",
         # sample_next is wrong too, but it uses the broken filters: its check sends the learner there first
-        "sample_next_test": "your top_k_filter (Exercise 6) does not pass its checks yet",
+        "sample_next_test": "your top_k_filter from exercise 6 fails its checks, and sample_next uses it",
         "generate_test": "recomputes everything anyway",
     }
     assert_lost_with_hints(result, expected_words)
