@@ -2,7 +2,7 @@
 
 One student notebook, otherwise filled with the solution code, gets a typical wrong answer
 in every exercise and is graded once through `transformer-course check`. The checks are
-tested mistake by mistake in test_grading_positions.py; this makes sure the hints reach a
+tested mistake by mistake in test_grading_positional_encoding.py; this makes sure the hints reach a
 learner through the real grading path (and that the notebook survives wrong answers in the
 cells that use them).
 """
