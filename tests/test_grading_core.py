@@ -225,3 +225,23 @@ def test_quiet_model_device_describe_gist():
     assert core.model_device(object()) == torch.device("cpu")
     assert core.describe(np.array([0.123456, 1e-9])) == "[0.1235, 0.    ]"
     assert core.gist(CheckFailed("first line\n[[1, 2]]\nHint: the hint")) == "first line\nHint: the hint"
+
+
+def test_blame_earlier_looks_through_decorators():
+    ns = _notebook("import torch\ndef double(x):\n    return x + 1\n\n"
+                   "@torch.no_grad()\ndef quadruple(x):\n    return double(double(x))\n")
+    with pytest.raises(CheckFailed, match="^your double from exercise 1 fails its checks, and quadruple uses it"):
+        with core.blame_earlier(ns["quadruple"], "quadruple", core.Earlier("double", "exercise 1", _double_example)):
+            core.fail("quadruple(1) is 3, expected 4.")
+
+
+def test_blame_earlier_never_blames_a_reference_passed_as_obj():
+    import torch.nn as nn
+
+    def always_fails(obj):
+        core.fail("wrong")
+
+    with pytest.raises(CheckFailed, match="^the block is off"):
+        with core.blame_earlier(object(), "Block", core.Earlier("LayerNorm", "exercise 1", always_fails,
+                                                                obj=nn.LayerNorm(4))):
+            core.fail("the block is off.")

@@ -53,7 +53,9 @@ def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
         "top_p_filter_test": "crosses p",
         # sample_next is wrong too, but it uses the broken filters: its check sends the learner there first
         "sample_next_test": "your top_k_filter from exercise 6 fails its checks, and sample_next uses it",
-        "generate_test": "recomputes everything anyway",
+        # generate (decorated with @torch.no_grad()) is wrong too, and it uses the broken sample_next; the
+        # recomputing cache's own hint is tested in test_grading_gpt.py
+        "generate_test": "your sample_next from exercise 8 fails its checks, and generate uses it",
     }
     assert_lost_with_hints(result, expected_words)
     for grade_id in ("gpt_forward_test", "load_gpt2_weights_test", "trained_gpt_test"):

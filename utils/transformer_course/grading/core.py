@@ -447,6 +447,7 @@ class Earlier:
 
 def learner_global(fn: Any, name: str) -> Any:
     """What ``name`` means in the notebook that defined ``fn`` (a function, a class or a module instance)."""
+    fn = inspect.unwrap(fn) if callable(fn) else fn     # @torch.no_grad() and other decorators
     for target in (fn, getattr(fn, "forward", None), getattr(fn, "__init__", None)):
         g = getattr(target, "__globals__", None)
         if isinstance(g, dict):
@@ -458,6 +459,7 @@ def _code_names(fn: Any) -> set[str] | None:
     """Every global name ``fn``'s code (its methods', for a class or module; nested functions' too) mentions,
     or None when it has no Python code to read."""
     codes = []
+    fn = inspect.unwrap(fn) if callable(fn) else fn
     if isinstance(fn, type) or not hasattr(fn, "__code__"):
         cls = fn if isinstance(fn, type) else type(fn)
         # the learner's classes along the MRO (a forward inherited from their own base class counts)
@@ -505,9 +507,11 @@ def blame_earlier(fn: Any, user: str, *earlier: Earlier):
                 if names is not None and e.name not in names:
                     continue
                 dep = learner_global(fn, e.name)
-                module = getattr(dep, "__module__", "") or ""
-                if not callable(dep) or dep is fn or module.startswith("transformer_course."):
+                if not callable(dep) or dep is fn:
                     continue
+            owner = dep if isinstance(dep, type) or callable(dep) and hasattr(dep, "__code__") else type(dep)
+            if (getattr(owner, "__module__", "") or "").startswith(("transformer_course.", "transformers.", "torch.")):
+                continue                                  # the package's reference or a library's class
             try:
                 quiet(e.check, dep)
             except CheckFailed as dep_exc:

@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from .. import attention as att
 from .. import blocks as ref_blocks
+from .. import corpus
 from .. import gpt as ref_gpt
 from .. import sampling as ref_sampling
 from .core import (FUSED_ATTENTION, Earlier, as_numpy, blame_earlier, call, expect, expect_close, expect_tensor, fail,
@@ -368,9 +369,9 @@ def causal_attention(fn: Callable) -> None:
 
 def _hf_config(cfg: Any):
     """The oracle's GPT2Config for the learner's config: eager attention, no dropout, tanh GELU."""
-    from ..gpt import GPTConfig, hf_gpt2_config
-    return hf_gpt2_config(GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
-                                    n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0, bias=True))
+    return ref_gpt.hf_gpt2_config(ref_gpt.GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size,
+                                                   n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                                                   dropout=0.0, bias=True))
 
 
 def _hf_model(cfg: Any, seed: int, std: float = 0.3):
@@ -793,8 +794,6 @@ TRAINED_SEED = 1_234_567          # fixed held-out windows: the same grade every
 
 def _held_out_ids(corpus_name: str) -> torch.Tensor:
     """The validation split (the last 10%) of the named corpus, as character ids, rebuilt here."""
-    from .. import corpus
-
     if corpus_name == "tinyshakespeare":
         try:
             text = corpus.load_tiny_shakespeare(download=False)
@@ -822,14 +821,12 @@ def trained_gpt(model: Any, corpus_name: str, max_loss: float = 2.5, n_windows: 
              "complete exercise 2, then run the training cell to the end.")
     if not isinstance(model, nn.Module) or not hasattr(model, "config"):
         fail(f"expected your trained GPT (an nn.Module with .config), got {type(model).__name__}.")
-    from ..corpus import get_batch
-
     val_ids = _held_out_ids(corpus_name)
     vocab = int(val_ids.max()) + 1
     if model.config.vocab_size < vocab:
         fail(f"the model's vocab_size is {model.config.vocab_size}, but the corpus has more characters than that.",
              "build the model with vocab_size=tokenizer.vocab_size.")
-    x, y = get_batch(val_ids, model.config.block_size, n_windows, generator=torch.Generator().manual_seed(TRAINED_SEED))
+    x, y = corpus.get_batch(val_ids, model.config.block_size, n_windows, generator=torch.Generator().manual_seed(TRAINED_SEED))
     loss = model_loss(model, (x,), y, "your trained GPT on held-out validation text")
     if not math.isfinite(loss) or loss > max_loss:
         fail(f"your trained model's loss on held-out text is {loss:.3f} nats per character; it should be below "
