@@ -245,3 +245,20 @@ def test_blame_earlier_never_blames_a_reference_passed_as_obj():
         with core.blame_earlier(object(), "Block", core.Earlier("LayerNorm", "exercise 1", always_fails,
                                                                 obj=nn.LayerNorm(4))):
             core.fail("the block is off.")
+
+
+def test_worked_example_is_spelled_out_after_a_wrong_answer_only():
+    with pytest.raises(CheckFailed) as info:
+        with core.worked_example(lambda: "double(2) = 2 + 2 = 4."):
+            core.fail("double(2) is 5, expected 4.", "return 2 * x")
+    assert str(info.value) == "double(2) is 5, expected 4.\nHint: return 2 * x\n\nThe worked example: double(2) = 2 + 2 = 4."
+    with pytest.raises(core.AnswerFailed) as info:                # unfinished: nothing to work by hand yet
+        with core.worked_example("double(2) = 4."):
+            core.call(_notebook("def double(x):\n    raise NotImplementedError()\n")["double"], 2, what="double")
+    assert "worked example" not in str(info.value)
+    ns = _notebook("def double(x):\n    return x + 1\n\ndef quadruple(x):\n    return double(double(x))\n")
+    with pytest.raises(core.EarlierFailed) as info:              # sent back to the earlier exercise
+        with core.worked_example("quadruple(1) = 4."):
+            with core.blame_earlier(ns["quadruple"], "quadruple", core.Earlier("double", "exercise 1", _double_example)):
+                core.fail("quadruple(1) is 3, expected 4.")
+    assert "worked example" not in str(info.value)

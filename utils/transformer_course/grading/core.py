@@ -25,6 +25,7 @@ import torch
 __all__ = [
     "CheckFailed",
     "AnswerFailed",
+    "EarlierFailed",
     "fail",
     "as_numpy",
     "call",
@@ -47,11 +48,16 @@ __all__ = [
     "Earlier",
     "learner_global",
     "blame_earlier",
+    "worked_example",
 ]
 
 
 class CheckFailed(AssertionError):
     """A learner's answer is wrong; the message explains what and hints why."""
+
+
+class EarlierFailed(CheckFailed):
+    """The answer under check fails because an earlier answer it uses is wrong (see :func:`blame_earlier`)."""
 
 
 class AnswerFailed(CheckFailed):
@@ -515,8 +521,23 @@ def blame_earlier(fn: Any, user: str, *earlier: Earlier):
             try:
                 quiet(e.check, dep)
             except CheckFailed as dep_exc:
-                raise CheckFailed(blame_message(e, user, gist(dep_exc), gist(exc))) from None
+                raise EarlierFailed(blame_message(e, user, gist(dep_exc), gist(exc))) from None
             except Exception as dep_exc:  # noqa: BLE001 - anything the learner's earlier code raises
-                raise CheckFailed(blame_message(e, user, f"it raised {type(dep_exc).__name__}: {dep_exc}",
+                raise EarlierFailed(blame_message(e, user, f"it raised {type(dep_exc).__name__}: {dep_exc}",
                                                 gist(exc))) from None
         raise
+
+
+@contextlib.contextmanager
+def worked_example(explanation: str | Callable[[], str]):
+    """Inside a visible check: a failure gets the worked example spelled out after it ("The worked example:
+    ..."), so that the learner can work the small case by hand. Not for an unfinished or forbidden answer
+    (:class:`AnswerFailed`) or one sent back to an earlier exercise (:class:`EarlierFailed`): those say what
+    to do already. ``explanation`` may be a function, called only on failure."""
+    try:
+        yield
+    except (AnswerFailed, EarlierFailed):
+        raise
+    except CheckFailed as exc:
+        text = explanation() if callable(explanation) else explanation
+        raise CheckFailed(f"{exc}\n\nThe worked example: {text}") from None

@@ -26,7 +26,7 @@ import torch
 from .. import positions as ref
 from ..attention import MultiHeadAttention
 from .core import (CheckFailed, Earlier, as_numpy, blame_earlier, call, describe, diagnose, expect_close, expect_shape,
-                   fail, forbidden, matches, passed, quiet, rng)
+                   fail, forbidden, matches, passed, quiet, rng, worked_example)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
 #: any learner code runs, so that its integrity snapshot holds the genuine objects.
@@ -272,21 +272,17 @@ def permutation_gap_example(fn: Callable) -> None:
     x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 5.0]], dtype=torch.float64).reshape(2, 4, 1)
     perm = torch.tensor([1, 2, 3, 0])
     mean_mixer, running_sum = _example_layers()
-    try:
-        _check_gap_case(fn, mean_mixer, x, perm, "x + x.mean(dim=1), an equivariant layer", True)
-        _check_gap_case(fn, running_sum, x, perm, "x.cumsum(dim=1), a running sum over positions", False)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc):
-            raise
-        raise CheckFailed(
-            f"{exc}\n\nThe worked example: x holds two sequences (shape (2, 4, 1)): [1, 1, 1, 1], which "
+    with worked_example(
+            "x holds two sequences (shape (2, 4, 1)): [1, 1, 1, 1], which "
             "looks the same in every order, and [1, 2, 3, 5]. perm = [1, 2, 3, 0], so the second sequence "
             "of x[:, perm] is [2, 3, 5, 1], and the inverse permutation is argsort(perm) = [3, 0, 1, 2].\n"
             "Running sum: on the second sequence layer(x) = [1, 3, 6, 11]; layer(x[:, perm]) = [2, 5, 10, 11], "
             "un-permuted [11, 2, 5, 10]; the gap there is max |[10, -1, -1, -1]| = 10. On the first sequence "
             "both outputs are [1, 2, 3, 4], un-permuted [4, 1, 2, 3], a gap of 3. The answer is the largest "
             "over the whole batch: 10.\n"
-            "Mean mixer (x + mean): the un-permuted output equals layer(x) exactly; the gap is 0.") from None
+            "Mean mixer (x + mean): the un-permuted output equals layer(x) exactly; the gap is 0."):
+        _check_gap_case(fn, mean_mixer, x, perm, "x + x.mean(dim=1), an equivariant layer", True)
+        _check_gap_case(fn, running_sum, x, perm, "x.cumsum(dim=1), a running sum over positions", False)
     print("gap of x + mean(x): 0 (equivariant); gap of cumsum: 10 (not equivariant)")
     passed("permutation_gap (worked example)")
 
@@ -440,14 +436,9 @@ _LINE_LIMIT = 500          # a vectorised table runs ~10 lines; a loop over 2048
 
 def sinusoidal_table_example(fn: Callable) -> None:
     """Visible check: the 4 x 4 table (positions 0-3, frequencies 1 and 1/100)."""
-    try:
+    with worked_example(lambda: "sinusoidal_table(4, 4) has w_0 = 1 and w_1 = 10000 ** (-2/4) = 0.01, so row p "
+                                f"is [sin p, cos p, sin 0.01p, cos 0.01p]:\n{describe(_sin_table(4, 4, 10_000.0))}"):
         _check_sin_case(fn, 4, 4, None)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc):
-            raise
-        raise CheckFailed(f"{exc}\n\nThe worked example: sinusoidal_table(4, 4) has w_0 = 1 and w_1 = "
-                          f"10000 ** (-2/4) = 0.01, so row p is [sin p, cos p, sin 0.01p, cos 0.01p]:\n"
-                          f"{describe(_sin_table(4, 4, 10_000.0))}") from None
     print("sinusoidal_table(4, 4) =\n" + describe(_sin_table(4, 4, 10_000.0)))
     passed("sinusoidal_table (worked example)")
 
@@ -569,16 +560,13 @@ def learned_positions_example(cls: Callable) -> None:
     with torch.no_grad():
         table.copy_(torch.arange(24, dtype=table.dtype).reshape(6, 4) / 10)
     x = torch.ones(2, 3, 4)
-    try:
+    with worked_example(lambda: f"the table is\n{describe(table.detach())}\nso forward(ones(2, 3, 4)) is 1 + rows "
+                                "0-2 in each sequence, forward(..., offset=2) 1 + rows 2-4, offset=3 uses the last rows "
+                                "3-5 (it fits exactly), and offset=4 needs rows 4-6, which do not exist."):
         _check_lp_rows(module, table, what, x, None)
         _check_lp_rows(module, table, what, x, 2)
         _check_lp_fits(module, table, what, x, 3)
         _check_lp_limit(module, what, x, 4)
-    except CheckFailed as exc:
-        raise CheckFailed(f"{exc}\n\nThe worked example: the table is\n{describe(table.detach())}\n"
-                          f"so forward(ones(2, 3, 4)) is 1 + rows 0-2 in each sequence, forward(..., offset=2) "
-                          f"1 + rows 2-4, offset=3 uses the last rows 3-5 (it fits exactly), and offset=4 "
-                          f"needs rows 4-6, which do not exist.") from None
     print("LearnedPositions(6, 4): x + rows 0-2, x + rows 2-4 with offset=2, x + rows 3-5 with offset=3, "
           "ValueError for offset=4")
     passed("learned_positions (worked example)")
@@ -661,13 +649,9 @@ def _rotate_half_cases(fn: Callable) -> None:
 def rotate_half_example(fn: Callable) -> None:
     """Visible check: rotate_half([1, 2, 3, 4, 5, 6, 7, 8]) = [-5, -6, -7, -8, 1, 2, 3, 4]."""
     x = torch.arange(1.0, 9.0, dtype=torch.float64)
-    try:
+    with worked_example("x = [1, 2, 3, 4, 5, 6, 7, 8] has halves x1 = [1, 2, 3, 4] and x2 = [5, 6, 7, 8], so "
+                        "rotate_half(x) = [-5, -6, -7, -8, 1, 2, 3, 4]."):
         _check_rotate_case(fn, x)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc):
-            raise
-        raise CheckFailed(f"{exc}\n\nThe worked example: x = [1, 2, 3, 4, 5, 6, 7, 8] has halves x1 = [1, 2, 3, 4] "
-                          f"and x2 = [5, 6, 7, 8], so rotate_half(x) = [-5, -6, -7, -8, 1, 2, 3, 4].") from None
     print("rotate_half([1, ..., 8]) =", describe(ref.rotate_half(x)))
     passed("rotate_half (worked example)")
 
@@ -743,15 +727,10 @@ def _check_cos_sin_case(fn: Callable, T: int, d: int, base: float | None,
 
 def rope_cos_sin_example(fn: Callable) -> None:
     """Visible check: rope_cos_sin(3, 4): theta = [1, 0.01], angles of row p = [p, 0.01p, p, 0.01p]."""
-    try:
+    a = _angles(3, 4, 10_000.0)
+    with worked_example(f"d = 4 gives theta = [1, 10000 ** (-2/4)] = [1, 0.01]; row p of the angles is "
+                        f"[p, 0.01p, p, 0.01p], so cos =\n{describe(a.cos())}\nand sin =\n{describe(a.sin())}"):
         _check_cos_sin_case(fn, 3, 4, None)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc):
-            raise
-        a = _angles(3, 4, 10_000.0)
-        raise CheckFailed(f"{exc}\n\nThe worked example: d = 4 gives theta = [1, 10000 ** (-2/4)] = [1, 0.01]; "
-                          f"row p of the angles is [p, 0.01p, p, 0.01p], so cos =\n{describe(a.cos())}\n"
-                          f"and sin =\n{describe(a.sin())}") from None
     print("rope_cos_sin(3, 4): cos =\n" + describe(_angles(3, 4, 10_000.0).cos()))
     passed("rope_cos_sin (worked example)")
 
@@ -853,16 +832,11 @@ def apply_rope_example(fn: Callable) -> None:
     x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     angles = torch.tensor([math.pi / 2, 0.0, math.pi / 2, 0.0], dtype=torch.float64)
     with _blame_rotate_half(fn):
-        try:
+        with worked_example("pairs are (x0, x2) = (1, 3) at angle pi/2 and (x1, x3) = (2, 4) at angle 0. "
+                            "Turning (1, 3) by 90 degrees gives (-3, 1); (2, 4) stays. So the result is "
+                            "[-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = [0, 2, 0, 4] + [-3, 0, 1, 0]."):
             _apply_case(fn, x, angles.cos(), angles.sin(), "[1, 2, 3, 4], angles [pi/2, 0, pi/2, 0]",
                         ref.apply_rope(x, angles.cos(), angles.sin()), dict(atol=1e-12, rtol=0))
-        except CheckFailed as exc:
-            if "not implemented" in str(exc):
-                raise
-            raise type(exc)(f"{exc}\n\nThe worked example: pairs are (x0, x2) = (1, 3) at angle pi/2 and "
-                            f"(x1, x3) = (2, 4) at angle 0. Turning (1, 3) by 90 degrees gives (-3, 1); (2, 4) "
-                            f"stays. So the result is [-3, 2, 1, 4] = x * cos + rotate_half(x) * sin = "
-                            f"[0, 2, 0, 4] + [-3, 0, 1, 0].") from None
     gen = rng(0)
     xb = torch.tensor(gen.normal(size=(1, 2, 3, 4)))
     cos, sin = ref.rope_cos_sin(3, 4, dtype=torch.float64)
@@ -936,13 +910,8 @@ def _check_ih_case(fn: Callable, x: torch.Tensor) -> None:
 def interleaved_to_halves_example(fn: Callable) -> None:
     """Visible check: [0, 1, 2, 3, 4, 5, 6, 7] -> [0, 2, 4, 6, 1, 3, 5, 7]."""
     x = torch.arange(8.0)
-    try:
+    with worked_example("x = [0, 1, 2, 3, 4, 5, 6, 7] becomes [0, 2, 4, 6, 1, 3, 5, 7] (evens, then odds)."):
         _check_ih_case(fn, x)
-    except CheckFailed as exc:
-        if "not implemented" in str(exc):
-            raise
-        raise CheckFailed(f"{exc}\n\nThe worked example: x = [0, 1, 2, 3, 4, 5, 6, 7] becomes "
-                          f"[0, 2, 4, 6, 1, 3, 5, 7] (evens, then odds).") from None
     print("interleaved_to_halves([0, ..., 7]) = [0, 2, 4, 6, 1, 3, 5, 7]")
     passed("interleaved_to_halves (worked example)")
 
