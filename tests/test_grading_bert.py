@@ -329,8 +329,8 @@ def test_loaded_encoder_example_fails_wrong_models():
 def test_loaded_encoder_with_wrong_embeddings_names_exercise_1():
     message = fails_with(check.loaded_encoder, _minilm_model(emb_no_seg), embeddings_class(emb_no_seg),
                          hint="your BertEmbeddings from exercise 1 fails its checks, and the minilm you built "
-                              "(rerun the cell that builds it after the fix) uses it: fix BertEmbeddings first "
-                              "(run its test cell), then run this cell again.")
+                              "uses it: fix BertEmbeddings first (run its test cell), then run the cell that builds "
+                              "minilm, and this one, again.")
     assert "What BertEmbeddings's check says: BertEmbeddings(config) on 2 sequences of 5 tokens" in message
     assert "Hint: the segment (token type) embeddings are missing" in message
     assert "What this check saw: minilm on a padded batch" in message

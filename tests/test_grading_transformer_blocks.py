@@ -741,8 +741,11 @@ def test_untrained_model_with_a_wrong_block_names_the_block(capsys):
     torch.manual_seed(0)
     model = Seq2SeqTransformer(Seq2SeqConfig(), block_factory=_factory(enc_forward=enc_no_residual))
     message = fails_with(check.trained_model_example, model,
-                         hint="your EncoderBlock (exercise 3) fails its checks, and the model is built from it")
+                         hint="your EncoderBlock from exercise 3 fails its checks, and seq2seq_model uses it: "
+                              "fix EncoderBlock first (run its test cell), then rebuild and retrain the model, and "
+                              "run this cell again.")
     assert "residual connection is missing" in message
+    assert "What this check saw: seq2seq_model reverses" in message
     assert capsys.readouterr().out == ""    # the block's check ran quietly
 
 

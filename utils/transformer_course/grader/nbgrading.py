@@ -59,6 +59,8 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     # executes through Execute, in a Jupyter kernel, so it gets the course's cell timeout too
     c.Execute.timeout = int(CELL_TIMEOUT_S)
     c.Execute.kernel_name = KERNEL_NAME
+    # and without the kernel's start-up warnings (ipykernel 7's about its TCP transport), which alarm learners
+    c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
     # The notebook runs in the course's sandboxed harness (grader/sandbox.py), not in a Jupyter kernel
     # the learner's code controls: nbgrader's Execute is replaced, every other step is nbgrader's own.
     from nbconvert.preprocessors import ClearMetadataPreprocessor

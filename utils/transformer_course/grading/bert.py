@@ -615,8 +615,8 @@ def _check_loaded(model: Any, embeddings_cls: Callable | None, batches: list[tup
     model.eval()
     worst = 0.0
     try:
-        with blame_earlier(model, "the minilm you built (rerun the cell that builds it after the fix)",
-                           *_embeddings_earlier(embeddings_cls)):
+        with blame_earlier(model, "the minilm you built", *_embeddings_earlier(embeddings_cls),
+                           then="run the cell that builds minilm, and this one, again"):
             for enc, label in batches:
                 what = f"minilm on {label}"
                 with torch.no_grad():

@@ -485,21 +485,23 @@ def _code_names(fn: Any) -> set[str] | None:
     return names
 
 
-def blame_message(earlier: Earlier, user: str, why: str, saw: str) -> str:
+def blame_message(earlier: Earlier, user: str, why: str, saw: str, then: str = "run this cell again") -> str:
     """The one message shape for "your earlier answer is the thing to fix" (docs/AUTHORING.md)."""
     return (f"your {earlier.name} from {earlier.exercise} fails its checks, and {user} uses it: fix "
-            f"{earlier.name} first (run its test cell), then run this cell again.\n\n"
+            f"{earlier.name} first (run its test cell), then {then}.\n\n"
             f"What {earlier.name}'s check says: {why}\n\nWhat this check saw: {saw}")
 
 
 @contextlib.contextmanager
-def blame_earlier(fn: Any, user: str, *earlier: Earlier):
+def blame_earlier(fn: Any, user: str, *earlier: Earlier, then: str = "run this cell again"):
     """Run a check; when it fails and an earlier answer ``fn`` builds on fails its own check, say that instead.
 
     A later answer is judged on its own: only when its check fails are the earlier answers it uses (a global
     of the notebook that ``fn``'s code names, or an ``Earlier.obj``) checked, quietly, in order. An earlier
     answer that is the package's reference, or ``fn`` itself, is not blamed; nor is anything for an
-    :class:`AnswerFailed` (``fn`` still a stub, or calling the reference: that is the news).
+    :class:`AnswerFailed` (``fn`` still a stub, or calling the reference: that is the news). ``then``: what
+    to do after the fix, where running the cell again is not enough ("rebuild the model and run this cell
+    again").
     """
     try:
         yield
@@ -521,10 +523,10 @@ def blame_earlier(fn: Any, user: str, *earlier: Earlier):
             try:
                 quiet(e.check, dep)
             except CheckFailed as dep_exc:
-                raise EarlierFailed(blame_message(e, user, gist(dep_exc), gist(exc))) from None
+                raise EarlierFailed(blame_message(e, user, gist(dep_exc), gist(exc), then)) from None
             except Exception as dep_exc:  # noqa: BLE001 - anything the learner's earlier code raises
                 raise EarlierFailed(blame_message(e, user, f"it raised {type(dep_exc).__name__}: {dep_exc}",
-                                                gist(exc))) from None
+                                                  gist(exc), then)) from None
         raise
 
 
