@@ -14,7 +14,7 @@ LAB_ARGS ?=
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
 PYTEST_ARGS ?=
 
-.PHONY: install lab test build check-build doctor clean-workspace
+.PHONY: install system-packages lab test build check-build doctor clean-workspace
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ install: $(VENV)/.installed
 lab: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
 
-test: install
+# The system packages some tests need (bubblewrap, PostgreSQL, Chromium): installed with apt-get when this
+# runs as root on Debian/Ubuntu; otherwise named once with how to install them, and those tests skip
+# (under CI=true they are required).
+system-packages: install
+	$(BIN)/python -m transformer_course.system --install
+
+test: install system-packages
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 build: install

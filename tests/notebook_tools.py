@@ -112,3 +112,21 @@ def toy_submission(toy: Path, dest: Path, double: str | None = None, square: str
     path = dest / "99_toy.ipynb"
     nbformat.write(nb, os.fspath(path))
     return path
+
+
+# ------------------------------------------------------------ system packages ---
+
+def need_system_package(debian: str) -> None:
+    """Skip the calling test, with the reason and how to install it, when the Debian package ``debian``
+    (``bubblewrap``, ``postgresql``, ``chromium``) is missing; under ``CI=true`` fail instead: there,
+    `make test` must have installed it (transformer_course.system)."""
+    import pytest
+
+    from transformer_course import system
+
+    why = system.skip_reason(debian)
+    if why is None:
+        return
+    if system.in_ci():
+        pytest.fail(f"CI must run this test: {why}")
+    pytest.skip(why)

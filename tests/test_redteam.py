@@ -28,7 +28,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_tools import ROOT, assignment_names, build_toy_course, solution_notebook, toy_submission
+from notebook_tools import (ROOT, assignment_names, build_toy_course, need_system_package, solution_notebook,
+                            toy_submission)
 
 from transformer_course.grader import sandbox
 from transformer_course.grader.nbgrading import grading_plan
@@ -37,6 +38,7 @@ CLI = [sys.executable, "-m", "transformer_course"]
 
 
 def _need_sandbox() -> None:
+    need_system_package("bubblewrap")
     ok, why = sandbox.sandbox_works()
     if not ok:
         if os.environ.get("CI"):

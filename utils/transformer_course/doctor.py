@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import os
+from importlib.util import find_spec
 import platform
 import shutil
 import sys
 
 REQUIRED = ["numpy", "torch", "matplotlib", "ipywidgets", "tqdm", "jupyterlab", "ipykernel",
-            "nbgrader", "jupytext", "nbformat", "nbclient", "nbconvert"]
+            "nbgrader", "jupytext", "nbformat", "nbclient", "nbconvert", "transformers", "sentence_transformers"]
 
 
 def doctor() -> int:
@@ -54,10 +56,31 @@ def doctor() -> int:
             print("            (`check` still grades, unsandboxed; `autograde` needs it or --sandbox none)")
     except Exception as exc:  # noqa: BLE001
         print(f"sandbox     unknown ({exc})")
+    try:
+        from .system import PACKAGES, how_to_install
+
+        lacking = []
+        for package in PACKAGES:
+            where = package.find()
+            print(f"{package.debian:<11} {where or 'not installed'} (for {package.needed_for})")
+            if where is None:
+                lacking.append(package)
+        if lacking:
+            print(f"            install with: {how_to_install(lacking)}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"system      unknown ({exc})")
+    try:
+        version = importlib.import_module("triton").__version__ if find_spec("triton") else None
+        print(f"gpu extras  {'triton ' + version if version else 'triton not installed'} "
+              "(optional: pip install -e '.[gpu]' on Linux with a CUDA GPU)")
+    except Exception as exc:  # noqa: BLE001
+        print(f"gpu extras  unknown ({exc})")
+    here = os.path.dirname(sys.executable)
     for tool in ("jupyter", "alembic"):
-        print(f"{tool:<11} {shutil.which(tool) or 'not on PATH'}")
-        if tool == "alembic" and not shutil.which(tool):
-            print("            (nbgrader needs alembic on PATH to create a gradebook: activate the venv)")
+        beside = os.path.join(here, tool)
+        print(f"{tool:<11} {beside if os.access(beside, os.X_OK) else shutil.which(tool) or 'MISSING'}")
+        if not (os.access(beside, os.X_OK) or shutil.which(tool)):
+            missing.append(tool)
     if missing:
         print(f"\nmissing: {', '.join(missing)}: run `make install`")
         return 1
