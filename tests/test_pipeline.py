@@ -186,8 +186,9 @@ def test_check_needs_an_assignment_file_name(toy, tmp_path):
 def test_doctor_reports_versions_and_device():
     proc = run_cli("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for word in ("torch", "nbgrader", "device", "python3"):
-        assert word in proc.stdout
+    for word in ("torch", "nbgrader", "transformers", "device", "python3", "sandbox", "bubblewrap", "postgresql",
+                 "chromium", "gpu extras"):
+        assert word in proc.stdout, word
 
 
 # --- the instructor loop -------------------------------------------------------------
