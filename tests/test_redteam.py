@@ -62,6 +62,8 @@ FIRST_EXERCISE = {
     "05_transformer_blocks": ("layer_norm", "layer_norm_test", "torch.sqrt(var + eps)", "torch.sqrt(var + 1e-5)"),
     "06_bert": ("mlm_mask", "mlm_mask_test", "< p) & ~special", "< p)"),
     "07_gpt": ("causal_attention", "causal_attention_test", ".tril()", ".tril(-1)"),
+    "08_scaling": ("gpt2_param_count", "gpt2_param_count_test", "return V * d + P * d + L * block + 2 * d",
+                   "return 2 * V * d + P * d + L * block + 2 * d"),
 }
 
 #: (name, attack code run after the wrong answer, code that undoes it, what must be reported)

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_attention", "plot_attention_grid", "plot_lines", "plot_loss", "plot_position_table"]
+__all__ = ["plain_log_ticks", "plot_attention", "plot_attention_grid", "plot_lines", "plot_loss", "plot_position_table"]
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -217,3 +217,17 @@ def plot_position_table(
     if colorbar:
         fig.colorbar(image, ax=ax, label="value (unitless)")
     return fig, ax
+
+
+def plain_log_ticks(ax: plt.Axes, axis: str = "both", ticks: Sequence[float] | None = None) -> None:
+    """Label a log axis with plain numbers (``2.5``, ``512``) instead of ``2.5 x 10^0``, and leave the minor
+    ticks unlabelled; ``ticks`` puts the major ticks exactly there (the lengths of a sweep, say)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for name in ("x", "y") if axis == "both" else (axis,):
+        target = ax.xaxis if name == "x" else ax.yaxis
+        if ticks is not None:
+            target.set_ticks(list(ticks))
+        target.set_major_formatter(plain)
+        target.set_minor_formatter(NullFormatter())

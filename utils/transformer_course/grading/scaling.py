@@ -201,9 +201,11 @@ def _expect_count(out: Any, expected: int, what: str, variants) -> None:
         fail(f"{what} returned {type(out).__name__}, expected a number.", "return the count as an int.")
     if float(out) == float(expected):
         return
-    for hint, wrong in variants:
-        if float(out) == float(wrong):
-            fail(f"{what} is {int(out):,}; expected {expected:,}.", hint)
+    # several mistakes can give the same count on one configuration (segments and the embeddings' LayerNorm
+    # are both 2d when type_vocab_size is 2): name every one that fits
+    hints = list(dict.fromkeys(hint for hint, wrong in variants if float(out) == float(wrong)))
+    if hints:
+        fail(f"{what} is {int(out):,}; expected {expected:,}.", " Or: ".join(hints))
     fail(f"{what} is {float(out):,.0f}; expected {expected:,} (off by {float(out) - expected:+,.0f}).",
          "add it up component by component: embeddings, then per block two LayerNorms, attention and the MLP "
          "(weights and biases), then the final LayerNorm.")
