@@ -204,6 +204,8 @@ def bert_param_count(config):
 
 
 # %% nbgrader={"grade": true, "grade_id": "bert_param_count_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.bert_param_count_example(bert_param_count)
 ### BEGIN HIDDEN TESTS
 check.bert_param_count(bert_param_count)
@@ -265,6 +267,8 @@ def forward_flops_per_token(config, T):
 
 
 # %% nbgrader={"grade": true, "grade_id": "forward_flops_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.forward_flops_example(forward_flops_per_token)
 ### BEGIN HIDDEN TESTS
 check.forward_flops(forward_flops_per_token)
@@ -378,6 +382,8 @@ def training_flops(n_params, n_tokens):
 
 
 # %% nbgrader={"grade": true, "grade_id": "training_flops_test", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.training_flops_example(training_flops)
 ### BEGIN HIDDEN TESTS
 check.training_flops(training_flops)
@@ -473,6 +479,8 @@ def fit_power_law(N, L):
 
 
 # %% nbgrader={"grade": true, "grade_id": "fit_power_law_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.fit_power_law_example(fit_power_law)
 ### BEGIN HIDDEN TESTS
 check.fit_power_law(fit_power_law)
@@ -546,6 +554,8 @@ def compute_optimal(C, law):
 
 
 # %% nbgrader={"grade": true, "grade_id": "compute_optimal_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.compute_optimal_example(compute_optimal)
 ### BEGIN HIDDEN TESTS
 check.compute_optimal(compute_optimal)
@@ -555,9 +565,10 @@ check.compute_optimal(compute_optimal)
 # **A known disagreement.** The paper prints its fit rounded: $E = 1.69$, $A = 406.4$, $B = 410.7$,
 # $\alpha = 0.34$, $\beta = 0.28$. Its TeX source has $\alpha = 0.3392$, $\beta = 0.2849$. Besiroglu
 # et al. (2024, Epoch AI) refitted the law on data reconstructed from the paper's plots and got
-# $E = 1.82$, $A = 482$, $B = 2085$, $\alpha = 0.348$, $\beta = 0.366$. The paper's own table pairs a
-# 400M-parameter model with 9.2B tokens, $6ND = 2.21 \times 10^{19}$ FLOPs. What does each constant
-# set say for that budget, and for Gopher's and Chinchilla's $5.76 \times 10^{23}$?
+# $E = 1.82$, $A = 482$, $B = 2085$, $\alpha = 0.348$, $\beta = 0.366$. For a budget of
+# $2.21 \times 10^{19}$ FLOPs the paper's own table of compute-optimal sizes lists about 400M
+# parameters. What does each constant set say for that budget, and for Gopher's and Chinchilla's
+# $5.76 \times 10^{23}$?
 
 # %%
 try:
@@ -645,6 +656,8 @@ def chinchilla_objective(params, log_N, log_D, log_L, delta=1e-3):
 
 
 # %% nbgrader={"grade": true, "grade_id": "chinchilla_objective_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.chinchilla_objective_example(chinchilla_objective)
 ### BEGIN HIDDEN TESTS
 check.chinchilla_objective(chinchilla_objective)
@@ -741,6 +754,8 @@ def isoflop_optimum(N, L):
 
 
 # %% nbgrader={"grade": true, "grade_id": "isoflop_optimum_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.isoflop_optimum_example(isoflop_optimum)
 ### BEGIN HIDDEN TESTS
 check.isoflop_optimum(isoflop_optimum)
@@ -840,7 +855,12 @@ except NotImplementedError:
     print("complete exercise 9 first")
 
 # %% nbgrader={"grade": true, "grade_id": "run_sweep_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import scaling as check
+
 check.live_sweep(sweep_models, val_ids)
+### BEGIN HIDDEN TESTS
+check.live_sweep(sweep_models, val_ids, batches=16, seed=None)
+### END HIDDEN TESTS
 
 # %%
 if sweep_models is not None:

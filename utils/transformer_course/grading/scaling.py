@@ -140,6 +140,17 @@ HINT_ARGMIN = (
 )
 HINT_LOG_N = "you returned log N at the vertex: return N itself, exp(-p1 / (2 p0))."
 
+def _named(variants, atol: float = 0.0, rtol: float = 1e-9) -> list[tuple[str, Any]]:
+    """The mistake variants with each hint widened to every mistake that gives the same value on these inputs
+    (on one configuration two mistakes can coincide: a learner reads both, joined by "Or:")."""
+    kept = [(h, np.asarray(w, dtype=np.float64)) for h, w in variants if w is not None]
+    out = []
+    for _, wrong in kept:
+        same = [h for h, w in kept if w.shape == wrong.shape and np.allclose(w, wrong, atol=atol, rtol=rtol)]
+        out.append((" Or: ".join(dict.fromkeys(same)), wrong))
+    return out
+
+
 # ---------------------------------------------------------- 1. GPT-2 counts ---
 
 
@@ -329,7 +340,7 @@ def _check_flops_case(fn, cfg, T: int, label: str, expected: float) -> None:
         out = out.item()
     if not isinstance(out, (int, float, np.integer, np.floating)) or isinstance(out, bool):
         fail(f"{what} returned {type(out).__name__}, expected a number.")
-    expect_close(float(out), float(expected), what, atol=0.5, rtol=1e-9, mistakes=_flop_variants(cfg, T),
+    expect_close(float(out), float(expected), what, atol=0.5, rtol=1e-9, mistakes=_named(_flop_variants(cfg, T), 0.5),
                  hint="2 FLOPs per weight of every matrix a token is multiplied by (the blocks' and lm_head's), "
                       "plus 4 * n_layer * T * n_embd for attention's two products.")
 
@@ -443,8 +454,10 @@ def _check_power_case(fn, N, L, truth: ref.PowerLaw | None, label: str) -> None:
     shown = f"yours: a = {law.a:.4g}, alpha = {law.alpha:.4g}, c = {law.c:.4g}"
     if mine <= ideal * (1 + 1e-3) + 1e-12:
         if truth is not None and (abs(law.alpha - truth.alpha) > 0.05 or abs(law.c - truth.c) > 0.15):
-            fail(f"{what}: {shown}; the true constants are alpha = {truth.alpha:.4g}, c = {truth.c:.4g}.",
-                 HINT_FIT_NOT_OPTIMAL)
+            fail(f"{what}: {shown}; the sweep was generated with alpha = {truth.alpha:.4g}, c = {truth.c:.4g}, and "
+                 f"the least-squares fit finds alpha = {best.alpha:.4g}, c = {best.c:.4g}.",
+                 "your objective is as low as the best fit's, but your constants are elsewhere: the optimum is "
+                 "flat here, so polish all three parameters together to convergence.")
         return
     line_a, line_alpha = ref.fit_loglog_line(N, L)
     if abs(law.c) < 1e-6 or _close_law(law, ref.PowerLaw(line_a, line_alpha, 0.0), 1e-2):
@@ -476,17 +489,29 @@ def fit_power_law_example(fn: Callable) -> None:
     passed("fit_power_law (worked example)")
 
 
+def _recoverable_sweep(gen: np.random.Generator):
+    """A generated sweep (1% log-normal noise) on which the exact least-squares fit recovers the generating
+    constants (alpha within 0.05, c within 0.15): noise can hide them on a few draws, and a correct answer must
+    never be failed for that. Returns ``(N, L, truth)``."""
+    for _ in range(50):
+        truth = ref.PowerLaw(a=float(10 ** gen.uniform(1.5, 3)), alpha=float(gen.uniform(0.2, 0.5)),
+                             c=float(gen.uniform(1.0, 3.0)))
+        N0 = float(10 ** gen.uniform(4, 6))
+        # a range wide enough that the reducible part falls by a factor of about 40
+        N, L, _ = ref.synthetic_sweep(int(gen.integers(12, 17)), truth=truth, noise=0.01, n_min=N0,
+                                      n_max=N0 * 40 ** (1 / truth.alpha), seed=int(gen.integers(1 << 31)))
+        best = ref.fit_power_law(N, L)
+        if abs(best.alpha - truth.alpha) <= 0.05 and abs(best.c - truth.c) <= 0.15:
+            return N, L, truth
+    raise RuntimeError("internal: no generated sweep recovers its constants")   # pragma: no cover
+
+
 def fit_power_law(fn: Callable) -> None:
     """Hidden: freshly generated sweeps with 1% log-normal noise; the fit must be the least-squares fit in log
     space (to 0.1% of its objective) and land near the generating constants."""
     gen = rng()
     for _ in range(3):
-        truth = ref.PowerLaw(a=float(10 ** gen.uniform(1.5, 3)), alpha=float(gen.uniform(0.2, 0.5)),
-                             c=float(gen.uniform(1.0, 3.0)))
-        N0 = float(10 ** gen.uniform(4, 6))
-        # a range wide enough that the reducible part falls by a factor of about 25
-        N, L, _ = ref.synthetic_sweep(int(gen.integers(12, 17)), truth=truth, noise=0.01, n_min=N0,
-                                      n_max=N0 * 25 ** (1 / truth.alpha), seed=int(gen.integers(1 << 31)))
+        N, L, truth = _recoverable_sweep(gen)
         _check_power_case(fn, N, L, truth, f"{N.size} generated points, N from {N[0]:.3g} to {N[-1]:.3g}")
     passed("fit_power_law (generated sweeps, constants recovered)")
 
@@ -515,7 +540,7 @@ def _check_optimal(fn, C: float, law: ref.ChinchillaLaw, label: str) -> None:
         fail(f"{what} returned {type(out).__name__}; expected a pair (N_opt, D_opt).")
     expected = ref.compute_optimal(C, law)
     expect_close(np.array([N, D]), np.array(expected), what, atol=0.0, rtol=1e-6,
-                 mistakes=[(h, np.array(v)) for h, v in _optimal_variants(C, law)],
+                 mistakes=_named(_optimal_variants(C, law), rtol=1e-6),
                  hint="N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6)^(alpha/(alpha+beta)) / G, "
                       "G = (alpha A / (beta B))^(1/(alpha+beta)).")
     expect(abs(6 * N * D / C - 1) < 1e-6, f"{what}: 6 N D = {6 * N * D:.4g} is not the budget {C:.4g}.")
@@ -572,7 +597,7 @@ def _check_objective_case(fn, params, log_N, log_D, log_L, delta, label: str):
         fail(f"{what} returned shape {tuple(out.shape)}, expected a scalar.", HINT_MEAN.replace("mean", "per-run values"))
     expected = ref.chinchilla_objective(params, log_N, log_D, log_L, delta)
     expect_close(float(out.detach()), float(expected), what, atol=1e-12, rtol=1e-7,
-                 mistakes=_objective_variants(params, log_N, log_D, log_L, delta))
+                 mistakes=_named(_objective_variants(params, log_N, log_D, log_L, delta), 1e-12, 1e-7))
     if not out.requires_grad:
         fail(f"{what} is right but not differentiable with respect to params (no autograd graph).",
              "compute it from params with torch operations; no .item(), numpy or float() in between.")
@@ -603,7 +628,9 @@ def chinchilla_objective(fn: Callable) -> None:
                                gen.uniform(0.2, 0.5)], dtype=torch.float64)
         log_N = torch.from_numpy(gen.uniform(math.log(1e6), math.log(1e10), n))
         log_D = torch.from_numpy(gen.uniform(math.log(1e8), math.log(1e12), n))
-        log_L = torch.from_numpy(gen.uniform(math.log(1.8), math.log(4.0), n))
+        # case 1 has losses far from the law's (residuals beyond 1), where Huber with delta = 1 is not a square
+        low, high = (0.2, 20.0) if i == 1 else (1.8, 4.0)
+        log_L = torch.from_numpy(gen.uniform(math.log(low), math.log(high), n))
         delta = 1e-3 if i < 2 else float(gen.uniform(0.05, 0.3))
         out, p = _check_objective_case(fn, params, log_N, log_D, log_L, delta, f"{n} random runs, delta {delta:.3g}")
         (mine,) = torch.autograd.grad(out, [p], allow_unused=True)
@@ -617,10 +644,13 @@ def chinchilla_objective(fn: Callable) -> None:
     runs = ref.synthetic_chinchilla_runs(law, noise=0.005, seed=int(gen.integers(1 << 31)))
     fitted = call(ref.fit_chinchilla, runs["N"], runs["D"], runs["L"], objective=fn,
                   what="fit_chinchilla with your chinchilla_objective")
-    expect(abs(fitted.alpha - law.alpha) < 0.03 and abs(fitted.beta - law.beta) < 0.03 and abs(fitted.E - law.E) < 0.1,
+    best = ref.fit_chinchilla(runs["N"], runs["D"], runs["L"])
+    expect(abs(fitted.alpha - best.alpha) < 0.01 and abs(fitted.beta - best.beta) < 0.01 and abs(fitted.E - best.E) < 0.02,
            f"fitting generated runs with your objective gives E = {fitted.E:.4g}, alpha = {fitted.alpha:.4g}, "
-           f"beta = {fitted.beta:.4g}; the runs were generated with E = {law.E}, alpha = {law.alpha}, beta = {law.beta}.",
-           "the value matches the reference on random inputs but the fit goes astray: is the gradient right "
+           f"beta = {fitted.beta:.4g}; with the reference objective the same fit gives E = {best.E:.4g}, alpha = "
+           f"{best.alpha:.4g}, beta = {best.beta:.4g} (the runs were generated with E = {law.E}, alpha = {law.alpha}, "
+           f"beta = {law.beta}).",
+           "the value matches the reference on random inputs but the fit goes elsewhere: is the gradient right "
            "(no detach, no rounding)?")
     passed("chinchilla_objective (random cases; a fit with it recovers the generating law)")
 
@@ -643,7 +673,7 @@ def _check_isoflop_case(fn, N, L, label: str) -> None:
         out = float(out)
     except (TypeError, ValueError):
         fail(f"{what} returned {type(out).__name__}, expected one number (the model size N at the minimum).")
-    expect_close(out, ref.isoflop_optimum(N, L), what, atol=0.0, rtol=1e-6, mistakes=_isoflop_variants(N, L),
+    expect_close(out, ref.isoflop_optimum(N, L), what, atol=0.0, rtol=1e-6, mistakes=_named(_isoflop_variants(N, L), rtol=1e-6),
                  hint="fit L = p0 (log N)^2 + p1 log N + p2 (np.polyfit(np.log(N), L, 2)) and return exp(-p1 / (2 p0)).")
 
 
@@ -684,10 +714,13 @@ HINT_NOT_FALLING = (
 )
 
 
-def live_sweep(models: Sequence[Any], val_ids: torch.Tensor) -> None:
-    """Visible and hidden: the sweep's models, measured here on held-out windows of ``val_ids``: at least four
-    sizes spanning a factor of 10 in parameters, trained, loss falling with size, and the slope of a straight
-    line through (log N, log loss) between 0.01 and 0.5 (a loose test: a 2-core run is noisy)."""
+def live_sweep(models: Sequence[Any], val_ids: torch.Tensor, *, batches: int = 8, seed: int | None = 1) -> None:
+    """The sweep's models, measured here on ``batches`` held-out windows of ``val_ids`` (drawn with ``seed``; the
+    hidden test draws fresh ones, ``seed=None``): at least four sizes spanning a factor of 10 in parameters,
+    trained, loss falling with size, and the slope of a straight line through (log N, log loss) between 0.01 and
+    0.5 (a loose test: a 2-core run is noisy)."""
+    if seed is None:
+        seed = int(rng().integers(1 << 31))
     what = "the live sweep"
     if models is None:
         fail(f"{what} has not run: complete run_sweep, then run the cell that calls it and this one.")
@@ -699,7 +732,7 @@ def live_sweep(models: Sequence[Any], val_ids: torch.Tensor) -> None:
             fail(f"{what}: model {i} is a {type(m).__name__}, not the package's GPT.",
                  "build each model with GPT(sweep_config(width, vocab_size=...)).")
     try:
-        N, loss = quiet(ref.sweep_losses, models, val_ids)
+        N, loss = quiet(ref.sweep_losses, models, val_ids, batches=batches, seed=seed)
     except Exception as exc:  # noqa: BLE001 - anything the learner's models raise
         fail(f"{what}: evaluating the models on held-out text raised {type(exc).__name__}: {exc}")
     order = np.argsort(N)
