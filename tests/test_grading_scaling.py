@@ -507,7 +507,7 @@ def test_live_sweep_passes(trained_sweep, sweep_data, capsys):
 
 @pytest.mark.slow
 def test_live_sweep_needs_four_models(trained_sweep, sweep_data):
-    fails_with(check.live_sweep, trained_sweep[:3], sweep_data[1], hint="train at least 4 sizes")
+    fails_with(check.live_sweep, trained_sweep[:3], sweep_data[1], hint="one trained model per width, at least 4")
 
 
 def test_live_sweep_untrained(sweep_data):
@@ -520,4 +520,133 @@ def test_live_sweep_untrained(sweep_data):
 def test_live_sweep_wants_a_list_of_gpts(sweep_data):
     fails_with(check.live_sweep, None, sweep_data[1], hint="has not run")
     fails_with(check.live_sweep, {"a": 1}, sweep_data[1], hint="expected a list of trained models")
-    fails_with(check.live_sweep, [torch.nn.Linear(2, 2)] * 4, sweep_data[1], hint="not the package's GPT")
+    fails_with(check.live_sweep, [torch.nn.Linear(2, 2) for _ in range(4)], sweep_data[1], hint="not the package's GPT")
+
+
+# ============================================ cases found by a learner's review ===
+# Each: the mistake fails the VISIBLE check (the learner sees it before grading), with the hint that names it.
+
+def test_visible_gpt2_catches_ln_f_and_n_inner():
+    def no_ln_f(config):
+        return _gpt2(config) - 2 * config.n_embd
+
+    fails_with(check.gpt2_param_count_example, no_ln_f, hint=check.HINT_ONE_LN)
+    fails_with(check.gpt2_param_count_example, lambda config: _gpt2(config, n_inner=False), hint=check.HINT_N_INNER)
+
+
+def test_visible_bert_catches_width_extra_norm_and_pooler_bias():
+    def four_d(config):
+        from types import SimpleNamespace
+
+        c = SimpleNamespace(**{k: getattr(config, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                                                               "max_position_embeddings", "type_vocab_size")})
+        c.intermediate_size = 4 * config.hidden_size
+        return _bert(c)
+
+    fails_with(check.bert_param_count_example, four_d, hint=check.HINT_BERT_FF)
+    fails_with(check.bert_param_count_example, lambda config: _bert(config) + 2 * config.hidden_size,
+               hint=check.HINT_BERT_EXTRA_LN)
+    fails_with(check.bert_param_count_example, lambda config: _bert(config) - config.hidden_size,
+               hint=check.HINT_POOLER_BIAS)
+    # a count off by something unnamed gets BERT's own checklist, which has no final LayerNorm to add
+    message = fails_with(check.bert_param_count_example, lambda config: _bert(config) + 1, hint="No final LayerNorm")
+    assert "off by +1" in message
+
+
+def test_visible_flops_catch_one_head_attention():
+    def per_head(config, T):
+        d, L = config.n_embd, config.n_layer
+        return 2 * (L * 12 * d * d + config.vocab_size * d) + 4 * L * T * (d // config.n_head)
+
+    fails_with(check.forward_flops_example, per_head, hint=check.HINT_PER_HEAD)
+    fails_with(check.forward_flops, per_head, hint=check.HINT_PER_HEAD)
+
+
+def test_training_flops_4nd_is_told_about_the_backward_pass():
+    message = fails_with(check.training_flops_example, lambda N, D: 4 * N * D, hint=check.HINT_4ND)
+    assert "1.2e+14" in message or "120000000000000" in message       # the expected value is shown
+
+
+def test_visible_power_law_catches_linear_space_and_the_unpolished_line():
+    fails_with(check.fit_power_law_example, linear_space_fit_p0, hint=check.HINT_LINEAR_SPACE)
+
+    def grid_and_line(N, L):
+        """Hint 1's starting point alone: a fine grid over c, the line through log(L - c) for each."""
+        N, L = np.asarray(N, float), np.asarray(L, float)
+        best = None
+        for c in np.linspace(0, L.min() * (1 - 1e-6), 2000):
+            slope, icpt = np.polyfit(np.log(N), np.log(L - c), 1)
+            sse = np.sum((np.log(L) - np.log(np.exp(icpt) * N ** slope + c)) ** 2)
+            if best is None or sse < best[0]:
+                best = (sse, float(np.exp(icpt)), float(-slope), float(c))
+        return best[1:]
+
+    fails_with(check.fit_power_law_example, grid_and_line, hint=check.HINT_FIT_NOT_OPTIMAL)
+
+
+def test_power_law_check_passes_other_converged_methods(monkeypatch):
+    """Nelder-Mead from the model answer's start, converged: any optimiser that reaches the optimum passes."""
+    from scipy.optimize import minimize
+
+    def nelder_mead(N, L):
+        a, alpha, c = fit_power_law(N, L)
+        N, L = np.asarray(N, float), np.asarray(L, float)
+        obj = lambda x: np.sum((np.log(L) - np.log(np.maximum(np.exp(x[0]) * N ** -x[1] + x[2], 1e-300))) ** 2)  # noqa: E731,E501
+        res = minimize(obj, [math.log(a) + 0.01, alpha * 1.01, c * 0.99], method="Nelder-Mead",
+                       options={"xatol": 1e-12, "fatol": 1e-15, "maxiter": 20000, "maxfev": 40000})
+        return float(np.exp(res.x[0])), float(res.x[1]), float(res.x[2])
+
+    for seed in range(5):
+        seed_checks(monkeypatch, seed)
+        check.fit_power_law_example(nelder_mead)
+        check.fit_power_law(nelder_mead)
+
+
+def test_visible_compute_optimal_catches_what_a_symmetric_law_cannot():
+    fails_with(check.compute_optimal_example, lambda C, law: _optimal(C, law, swap=True), hint=check.HINT_SWAPPED_EXP)
+    fails_with(check.compute_optimal_example, lambda C, law: _optimal(C, law, invert_g=True),
+               hint=check.HINT_G_INVERTED)
+
+
+def test_compute_optimal_accepts_a_numeric_minimiser():
+    from scipy.optimize import minimize_scalar
+
+    def numeric(C, law):
+        res = minimize_scalar(lambda logn: law(math.exp(logn), C / (6 * math.exp(logn))),
+                              bounds=(math.log(1e2), math.log(1e22)), method="bounded", options={"xatol": 1e-10})
+        N = math.exp(res.x)
+        return N, C / (6 * N)
+
+    check.compute_optimal_example(numeric)
+    check.compute_optimal(numeric)
+
+
+@pytest.mark.parametrize("variant, hint", [
+    ("smooth_l1", check.HINT_SMOOTH_L1),
+    ("no_half_delta", check.HINT_NO_HALF_DELTA),
+    ("fixed_delta", check.HINT_DELTA_FIXED),
+])
+def test_visible_objective_catches_huber_slips(variant, hint):
+    import torch.nn.functional as F
+
+    def slip(params, log_N, log_D, log_L, delta=1e-3):
+        a, b, e, alpha, beta = params
+        pred = torch.logsumexp(torch.stack([a - alpha * log_N, b - beta * log_D, e.expand_as(log_N)]), dim=0)
+        if variant == "smooth_l1":
+            return F.smooth_l1_loss(pred, log_L, beta=delta, reduction="sum")
+        r = pred - log_L
+        if variant == "no_half_delta":
+            return torch.where(r.abs() <= delta, 0.5 * r ** 2, delta * r.abs()).sum()
+        return F.huber_loss(pred, log_L, delta=1e-3, reduction="sum")
+
+    fails_with(check.chinchilla_objective_example, slip, hint=hint)
+
+
+def test_visible_isoflop_catches_the_best_run():
+    fails_with(check.isoflop_optimum_example, argmin_of_runs, hint=check.HINT_ARGMIN)
+
+
+def test_live_sweep_same_model_repeated(trained_sweep, sweep_data):
+    fails_with(check.live_sweep, [trained_sweep[0]] * 4, sweep_data[1], hint="same model object")
+    message = fails_with(check.live_sweep, trained_sweep[-1:], sweep_data[1], hint="not only the last one")
+    assert "1 model;" in message

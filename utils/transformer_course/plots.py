@@ -220,14 +220,20 @@ def plot_position_table(
 
 
 def plain_log_ticks(ax: plt.Axes, axis: str = "both", ticks: Sequence[float] | None = None) -> None:
-    """Label a log axis with plain numbers (``2.5``, ``512``) instead of ``2.5 x 10^0``, and leave the minor
-    ticks unlabelled; ``ticks`` puts the major ticks exactly there (the lengths of a sweep, say)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """Label a log axis with plain numbers (``2.5``, ``512``) instead of ``2.5 x 10^0``; ``ticks`` puts the
+    ticks exactly there (the lengths of a sweep, say).  Call it after plotting: an axis spanning less than a
+    factor of 30 gets about five evenly spaced labelled ticks (a log locator would label one or none)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     for name in ("x", "y") if axis == "both" else (axis,):
         target = ax.xaxis if name == "x" else ax.yaxis
+        low, high = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
         if ticks is not None:
             target.set_ticks(list(ticks))
+        elif low > 0 and high / low < 30:
+            target.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        else:
+            target.set_major_locator(LogLocator(base=10))
         target.set_major_formatter(plain)
         target.set_minor_formatter(NullFormatter())

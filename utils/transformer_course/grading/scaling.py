@@ -56,6 +56,10 @@ HINT_NO_BIAS = (
 )
 HINT_NO_LN = "the LayerNorms are missing: each has a weight and a bias of n_embd each (two per block, plus ln_f)."
 HINT_NO_BIAS_LN = "the biases and the LayerNorm parameters are both missing: count every vector, not only the matrices."
+HINT_ONE_LN = (
+    "one LayerNorm (2 x n_embd) is missing: a GPT-2 block has two (ln_1 and ln_2), and the model ends with a third, "
+    "ln_f."
+)
 HINT_3D2 = (
     "attention has 4 d x d matrices, not 3: the queries, keys and values, and the output projection "
     "(with 4 biases of d)."
@@ -68,6 +72,20 @@ HINT_NO_POOLER = "the pooler is missing: BertModel ends with a d x d Linear laye
 HINT_NO_SEGMENTS = "the segment (token type) embeddings are missing: type_vocab_size x hidden_size."
 HINT_NO_EMB_LN = "the embeddings' LayerNorm is missing: BERT normalises the summed embeddings (2 x hidden_size)."
 HINT_BERT_FF = "the feed-forward layer's width is intermediate_size (not 4 x hidden_size): read it from the config."
+HINT_BERT_EXTRA_LN = (
+    "there is one LayerNorm too many: BERT is post-LN, so each layer has two (after attention and after the "
+    "feed-forward) and the embeddings one, but there is no final LayerNorm after the last layer."
+)
+HINT_POOLER_BIAS = "the pooler's bias is missing: it is a full Linear layer, d x d weights plus d biases."
+HINT_BERT_GENERIC = (
+    "add it up part by part: three embedding tables and their LayerNorm; per layer Q, K, V and the output "
+    "projection (weights and biases), a LayerNorm, the feed-forward d -> intermediate_size -> d (weights and "
+    "biases), a LayerNorm; then the pooler (d x d and a bias). No final LayerNorm, no output head."
+)
+HINT_GPT2_GENERIC = (
+    "add it up part by part: wte and wpe; per block ln_1, attention (4 matrices and 4 biases), ln_2, the MLP "
+    "d -> n_inner -> d (weights and biases); then ln_f. lm_head is wte."
+)
 
 HINT_NO_ATTENTION = (
     "the attention term is missing: besides 2 FLOPs per weight, each layer computes the scores Q K^T and the "
@@ -91,6 +109,10 @@ HINT_SMALL_VECTORS = (
     "(FlopCounterMode counts matrix products)."
 )
 HINT_6_PER_WEIGHT = "that is the training cost (forward and backward): the forward pass costs 2 FLOPs per weight."
+HINT_PER_HEAD = (
+    "the attention term counts one head: the scores and weighted values run in every head, n_head x d_head = "
+    "n_embd in all, so the term is 4 * n_layer * T * n_embd."
+)
 HINT_2ND = (
     "2 N D is one forward pass. Training also runs the backward pass, which costs about twice the forward "
     "(gradients with respect to the activations and to the weights): C ~ 6 N D."
@@ -106,15 +128,24 @@ HINT_NO_C = (
 )
 HINT_FIT_NOT_OPTIMAL = (
     "your fit is not the least-squares fit in log space: another (a, alpha, c) has a smaller "
-    "sum (log L_i - log(a N_i^-alpha + c))^2. Keep c between 0 and min(L); search c finely, or polish all "
-    "three parameters together."
+    "sum (log L_i - log(a N_i^-alpha + c))^2. A straight line through (log N, log(L - c)) for the best c minimises "
+    "the residuals of log(L - c), a different sum: use it as a starting point, then minimise the log-space sum "
+    "over all three parameters together (scipy.optimize.least_squares on the residuals), with 0 <= c < min(L)."
+)
+HINT_4ND = (
+    "the backward pass costs two products per weight (one for the gradient of the input, one for the gradient "
+    "of the weight), each as much as the forward product: 2 + 4 = 6 FLOPs per parameter per token."
 )
 HINT_C_OVER_6 = "the budget is C = 6 N D, so N D = C / 6: use (C / 6) in the formula, not C."
 HINT_C_OVER_2 = "training compute is 6 N D, not 2 N D (that is the forward pass only): use C / 6."
 HINT_SWAPPED_EXP = (
     "the exponents are swapped: N_opt grows as (C/6)^(beta/(alpha+beta)) and D_opt as (C/6)^(alpha/(alpha+beta))."
 )
-HINT_G_INVERTED = "G multiplies N_opt and divides D_opt: N_opt = G (C/6)^a and D_opt = G^-1 (C/6)^b."
+HINT_G_INVERTED = (
+    "G multiplies N_opt and divides D_opt: N_opt = G (C/6)^(beta/(alpha+beta)) and "
+    "D_opt = (C/6)^(alpha/(alpha+beta)) / G."
+)
+HINT_G_POWER = "G = (alpha A / (beta B)) raised to the power 1/(alpha + beta); the power is missing."
 HINT_20_TOKENS = (
     "20 tokens per parameter is a rule of thumb read off one budget, not the law: minimise E + A/N^alpha + "
     "B/D^beta under 6 N D = C and the ratio D/N changes with C unless alpha = beta."
@@ -129,6 +160,16 @@ HINT_NOT_LOG = (
 )
 HINT_MEAN = "return the sum of the Huber terms over the runs, not their mean."
 HINT_DELTA = "use the delta you are given (1e-3 by default), not Huber's usual 1."
+HINT_DELTA_FIXED = "use the delta argument the function is given: this case passes a different one."
+HINT_SMOOTH_L1 = (
+    "this is smooth L1 (Huber divided by delta): F.smooth_l1_loss(..., beta=delta) is 1/delta times Huber's loss. "
+    "Use F.huber_loss(..., delta=delta) or the formula."
+)
+HINT_NO_HALF_DELTA = "beyond delta Huber's loss is delta * (|r| - delta / 2): the - delta / 2 is missing."
+HINT_OBJECTIVE_GENERIC = (
+    "params is (a, b, e, alpha, beta) in that order, A = exp(a), B = exp(b), E = exp(e); predicted log-loss "
+    "logsumexp(a - alpha log N, b - beta log D, e), residual predicted - log L, Huber with the given delta, summed."
+)
 HINT_SIGN = "the residual's sign is the other way round from the reference, or the terms use the wrong exponent's sign."
 HINT_PARABOLA_IN_N = (
     "fit the parabola in log N, not in N: along an isoFLOP curve the loss is roughly a parabola of log N, and "
@@ -191,7 +232,7 @@ def _gpt2_variants(cfg) -> list[tuple[str, int]]:
     norms = L * 4 * d + 2 * d
     out = [(HINT_TIED_TWICE, ok + V * d), (HINT_NO_POSITIONS, ok - P * d), (HINT_NO_BIAS, ok - biases),
            (HINT_NO_LN, ok - norms), (HINT_NO_BIAS_LN, ok - biases - norms), (HINT_3D2, ok - L * (d * d + d)),
-           (HINT_3D2, ok - L * d * d)]
+           (HINT_3D2, ok - L * d * d), (HINT_ONE_LN, ok - 2 * d), (HINT_ONE_LN, ok - L * 2 * d)]
     if f != 4 * d:
         out.append((HINT_N_INNER, ok + L * (2 * d + 1) * (4 * d - f)))
     return out
@@ -202,10 +243,10 @@ def _check_gpt2(fn, cfg, label: str, expected: int | None = None) -> None:
                forbid=_BUILDS_A_MODEL + forbidden(ref, "gpt2_param_count", "bert_param_count")
                + forbidden(ref_gpt, "gpt2_small_param_count"))
     _expect_count(out, ref.gpt2_param_count(cfg) if expected is None else expected, f"gpt2_param_count ({label})",
-                  _gpt2_variants(cfg))
+                  _gpt2_variants(cfg), HINT_GPT2_GENERIC)
 
 
-def _expect_count(out: Any, expected: int, what: str, variants) -> None:
+def _expect_count(out: Any, expected: int, what: str, variants, generic: str) -> None:
     if isinstance(out, torch.Tensor):
         out = out.item()
     if isinstance(out, (bool, np.bool_)) or not isinstance(out, (int, np.integer, float, np.floating)):
@@ -217,23 +258,23 @@ def _expect_count(out: Any, expected: int, what: str, variants) -> None:
     hints = list(dict.fromkeys(hint for hint, wrong in variants if float(out) == float(wrong)))
     if hints:
         fail(f"{what} is {int(out):,}; expected {expected:,}.", " Or: ".join(hints))
-    fail(f"{what} is {float(out):,.0f}; expected {expected:,} (off by {float(out) - expected:+,.0f}).",
-         "add it up component by component: embeddings, then per block two LayerNorms, attention and the MLP "
-         "(weights and biases), then the final LayerNorm.")
+    fail(f"{what} is {float(out):,.0f}; expected {expected:,} (off by {float(out) - expected:+,.0f}).", generic)
 
 
-GPT2_TINY = dict(vocab_size=10, n_positions=4, n_embd=2, n_layer=1, n_head=1)
+# d = 3 and 5 positions: every listed mistake gives a different count here (with d = 2, d^2 = 2d and they collide)
+GPT2_TINY = dict(vocab_size=10, n_positions=5, n_embd=3, n_layer=1, n_head=1)
 GPT2_TINY_WORKED = (
-    "vocab 10, n_positions 4, n_embd d = 2, 1 layer, n_inner None (so 4d = 8): wte 10*2 = 20, wpe 4*2 = 8; the "
-    "block: ln_1 4, attention 4*d^2 + 4*d = 24, ln_2 4, MLP 2*d*8 + 8 + d = 42, so 74; ln_f 4; lm_head tied: 0. "
-    "Total 20 + 8 + 74 + 4 = 106."
+    "vocab 10, n_positions 5, n_embd d = 3, 1 layer, n_inner None (so 4d = 12): wte 10*3 = 30, wpe 5*3 = 15; the "
+    "block: ln_1 6, attention 4*d^2 + 4*d = 48, ln_2 6, MLP 2*d*12 + 12 + d = 87, so 147; ln_f 6; lm_head tied: 0. "
+    "Total 30 + 15 + 147 + 6 = 198. With n_inner = 8 instead, the MLP is 2*3*8 + 8 + 3 = 59 and the total 170."
 )
 
 
 def gpt2_param_count_example(fn: Callable) -> None:
-    """Visible: a tiny configuration worked by hand, then GPT-2 small's published 124,439,808."""
+    """Visible: a tiny configuration worked by hand (with and without n_inner), then GPT-2 small's 124,439,808."""
     with worked_example(GPT2_TINY_WORKED):
-        _check_gpt2(fn, _gpt2_config(**GPT2_TINY), "worked example: vocab 10, 4 positions, n_embd 2, 1 layer", 106)
+        _check_gpt2(fn, _gpt2_config(**GPT2_TINY), "worked example: vocab 10, 5 positions, n_embd 3, 1 layer", 198)
+        _check_gpt2(fn, _gpt2_config(**GPT2_TINY, n_inner=8), "worked example with n_inner = 8", 170)
     _check_gpt2(fn, _gpt2_config(**ref.GPT2_SMALL), "GPT-2 small", ref.GPT2_SMALL_PARAMS)
     passed("gpt2_param_count (worked example; GPT-2 small: 124,439,808)")
 
@@ -270,6 +311,7 @@ def _bert_variants(cfg) -> list[tuple[str, int]]:
             ok - P * d),
            (HINT_NO_BIAS, ok - biases), (HINT_NO_LN, ok - norms), (HINT_NO_BIAS_LN, ok - biases - norms),
            (HINT_3D2, ok - L * (d * d + d)), (HINT_3D2, ok - L * d * d)]
+    out += [(HINT_BERT_EXTRA_LN, ok + 2 * d), (HINT_POOLER_BIAS, ok - d)]
     if f != 4 * d:
         out.append((HINT_BERT_FF, ok + L * (2 * d + 1) * (4 * d - f)))
     return out
@@ -278,22 +320,24 @@ def _bert_variants(cfg) -> list[tuple[str, int]]:
 def _check_bert(fn, cfg, label: str, expected: int) -> None:
     out = call(fn, cfg, what=f"bert_param_count ({label})",
                forbid=_BUILDS_A_MODEL + forbidden(ref, "gpt2_param_count", "bert_param_count"))
-    _expect_count(out, expected, f"bert_param_count ({label})", _bert_variants(cfg))
+    _expect_count(out, expected, f"bert_param_count ({label})", _bert_variants(cfg), HINT_BERT_GENERIC)
 
 
-BERT_TINY = dict(vocab_size=10, hidden_size=2, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
-                 max_position_embeddings=4, type_vocab_size=2)
+# d = 3, 2 layers, 5 positions, intermediate 8 (not 4d): the listed mistakes give different counts here, except
+# the segment table and the embeddings' LayerNorm, both 2d = 6 with two segments (the message names both)
+BERT_TINY = dict(vocab_size=10, hidden_size=3, num_hidden_layers=2, num_attention_heads=1, intermediate_size=8,
+                 max_position_embeddings=5, type_vocab_size=2)
 BERT_TINY_WORKED = (
-    "vocab 10, 4 positions, 2 segments, d = 2, 1 layer, intermediate 8: embeddings (10 + 4 + 2)*2 + LayerNorm 4 = "
-    "36; the layer: attention 4*d^2 + 4*d = 24, LayerNorm 4, feed-forward 2*8 + 8 + 8*2 + 2 = 42, LayerNorm 4, so "
-    "74; the pooler d^2 + d = 6. Total 36 + 74 + 6 = 116."
+    "vocab 10, 5 positions, 2 segments, d = 3, 2 layers, intermediate 8: embeddings (10 + 5 + 2)*3 + LayerNorm 6 "
+    "= 57; each layer: attention 4*d^2 + 4*d = 48, LayerNorm 6, feed-forward 3*8 + 8 + 8*3 + 3 = 59, LayerNorm 6, "
+    "so 119, twice: 238; the pooler d^2 + d = 12. Total 57 + 238 + 12 = 307."
 )
 
 
 def bert_param_count_example(fn: Callable) -> None:
     """Visible: a tiny configuration worked by hand, then BERT-base's 109,482,240 (with the pooler)."""
     with worked_example(BERT_TINY_WORKED):
-        _check_bert(fn, _bert_config(**BERT_TINY), "worked example: vocab 10, d 2, 1 layer, intermediate 8", 116)
+        _check_bert(fn, _bert_config(**BERT_TINY), "worked example: vocab 10, d 3, 2 layers, intermediate 8", 307)
     _check_bert(fn, _bert_config(**ref.BERT_BASE), "BERT-base", ref.BERT_BASE_PARAMS)
     passed("bert_param_count (worked example; BERT-base: 109,482,240)")
 
@@ -316,6 +360,29 @@ def bert_param_count(fn: Callable) -> None:
     passed("bert_param_count (random configurations against BertModel)")
 
 
+def _expect_number(out: Any, expected: Any, what: str, variants, *, rtol: float, atol: float = 0.0,
+                   hint: str | None = None) -> None:
+    """A number (or a short vector) against the reference: a mismatch shows yours and the expected value, and the
+    hint of every listed mistake it reproduces (:func:`_named`), else ``hint``."""
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu().numpy()
+    try:
+        mine = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        fail(f"{what} returned {type(out).__name__}, expected a number.")
+    want = np.asarray(expected, dtype=np.float64)
+    if mine.shape != want.shape:
+        fail(f"{what} returned {out!r}, expected {'one number' if want.ndim == 0 else f'{want.size} numbers'}.")
+    if np.allclose(mine, want, rtol=rtol, atol=atol):
+        return
+    shown = ", ".join(f"{v:.9g}" for v in mine.ravel())
+    wanted = ", ".join(f"{v:.9g}" for v in want.ravel())
+    for named_hint, wrong in _named(variants, atol, rtol):
+        if wrong.shape == mine.shape and np.allclose(mine, wrong, rtol=rtol, atol=atol):
+            fail(f"{what} is {shown}; expected {wanted}.", named_hint)
+    fail(f"{what} is {shown}; expected {wanted}.", hint)
+
+
 # ------------------------------------------------------- 3. forward FLOPs ---
 
 def _flop_variants(cfg, T: int) -> list[tuple[str, float]]:
@@ -329,25 +396,22 @@ def _flop_variants(cfg, T: int) -> list[tuple[str, float]]:
             (HINT_EMBEDDINGS, 2 * (weights + V * d) + attn),
             (HINT_SMALL_VECTORS, 2 * (weights + small) + attn),
             (HINT_3D2, 2 * (weights - L * d * d) + attn), (HINT_6_PER_WEIGHT, 6 * weights + attn),
-            (HINT_6_PER_WEIGHT, 3 * (2 * weights + attn))]
+            (HINT_6_PER_WEIGHT, 3 * (2 * weights + attn)),
+            (HINT_PER_HEAD, 2 * weights + attn // cfg.n_head) if cfg.n_head > 1 else (HINT_PER_HEAD, None)]
 
 
 def _check_flops_case(fn, cfg, T: int, label: str, expected: float) -> None:
     out = call(fn, cfg, T, what=f"forward_flops_per_token ({label})",
                forbid=_BUILDS_A_MODEL + forbidden(ref, "forward_flops_per_token", "matmul_weights", "count_flops"))
     what = f"forward_flops_per_token ({label})"
-    if isinstance(out, torch.Tensor):
-        out = out.item()
-    if not isinstance(out, (int, float, np.integer, np.floating)) or isinstance(out, bool):
-        fail(f"{what} returned {type(out).__name__}, expected a number.")
-    expect_close(float(out), float(expected), what, atol=0.5, rtol=1e-9, mistakes=_named(_flop_variants(cfg, T), 0.5),
-                 hint="2 FLOPs per weight of every matrix a token is multiplied by (the blocks' and lm_head's), "
+    _expect_number(out, float(expected), what, _flop_variants(cfg, T), atol=0.5, rtol=1e-9,
+                   hint="2 FLOPs per weight of every matrix a token is multiplied by (the blocks' and lm_head's), "
                       "plus 4 * n_layer * T * n_embd for attention's two products.")
 
 
-FLOPS_TINY = dict(block_size=16, vocab_size=10, n_layer=1, n_head=1, n_embd=4)
+FLOPS_TINY = dict(block_size=16, vocab_size=10, n_layer=1, n_head=2, n_embd=4)
 FLOPS_TINY_WORKED = (
-    "n_layer 1, n_embd d = 4, vocab 10, T = 8: the matrices a token meets are the block's 12 d^2 = 192 weights "
+    "n_layer 1, n_embd d = 4 (2 heads of 2), vocab 10, T = 8: the matrices a token meets are the block's 12 d^2 = 192 weights "
     "(Q, K, V, output: 4 d^2; the MLP: 8 d^2) and lm_head's V d = 40, so 232 weights and 464 FLOPs; attention adds "
     "4 * 1 * 8 * 4 = 128 (scores and weighted values, 2 T d each). Total 592."
 )
@@ -356,7 +420,8 @@ FLOPS_TINY_WORKED = (
 def forward_flops_example(fn: Callable) -> None:
     """Visible: a one-layer GPT worked by hand."""
     with worked_example(FLOPS_TINY_WORKED):
-        _check_flops_case(fn, ref_gpt.GPTConfig(**FLOPS_TINY), 8, "worked example: 1 layer, n_embd 4, vocab 10, T 8", 592)
+        _check_flops_case(fn, ref_gpt.GPTConfig(**FLOPS_TINY), 8, "worked example: 1 layer, 2 heads, n_embd 4, "
+                                                                  "vocab 10, T 8", 592)
     passed("forward_flops_per_token (worked example)")
 
 
@@ -374,7 +439,7 @@ def forward_flops(fn: Callable) -> None:
     at a context several times the width (where attention dominates)."""
     gen = rng()
     for i in range(3):
-        n_head = int(gen.integers(1, 4))
+        n_head = int(gen.integers(2, 4)) if i == 2 else int(gen.integers(1, 4))
         d = n_head * int(gen.integers(2, 9))
         T = int(gen.integers(8 * d, 10 * d)) if i == 2 else int(gen.integers(2, 33))
         cfg = ref_gpt.GPTConfig(block_size=T + int(gen.integers(0, 8)), vocab_size=int(gen.integers(5, 80)),
@@ -391,13 +456,8 @@ def forward_flops(fn: Callable) -> None:
 def _check_training(fn, N: float, D: float, label: str) -> None:
     what = f"training_flops ({label})"
     out = call(fn, N, D, what=what, forbid=forbidden(ref, "training_flops"))
-    if isinstance(out, torch.Tensor):
-        out = out.item()
-    if not isinstance(out, (int, float, np.integer, np.floating)) or isinstance(out, bool):
-        fail(f"{what} returned {type(out).__name__}, expected a number.")
-    expect_close(float(out), 6.0 * N * D, what, atol=0.0, rtol=1e-9,
-                 mistakes=[(HINT_2ND, 2.0 * N * D), (HINT_2ND, 4.0 * N * D), (HINT_2ND, 3.0 * N * D)],
-                 hint="training costs about 6 FLOPs per parameter per token.")
+    _expect_number(out, 6.0 * N * D, what, [(HINT_2ND, 2.0 * N * D), (HINT_4ND, 4.0 * N * D), (HINT_4ND, 3.0 * N * D)],
+                   rtol=1e-9, hint="training costs about 6 FLOPs per parameter per token.")
 
 
 def training_flops_example(fn: Callable) -> None:
@@ -446,35 +506,36 @@ def _close_law(x: ref.PowerLaw, y: ref.PowerLaw, rtol: float) -> bool:
             and abs(math.log(abs(x.a) + 1e-300) - math.log(abs(y.a) + 1e-300)) <= 10 * rtol)
 
 
-def _check_power_case(fn, N, L, truth: ref.PowerLaw | None, label: str) -> None:
+def _linear_objective(law: ref.PowerLaw, N, L) -> float:
+    return float(np.sum((L - law(N)) ** 2))
+
+
+def _check_power_case(fn, N, L, label: str) -> None:
+    """The learner's fit must be the least-squares fit in log space: its objective within 0.01% of the best."""
     what = f"fit_power_law ({label})"
     law = _as_law(call(fn, N.copy(), L.copy(), what=what, forbid=forbidden(ref, "fit_power_law")), what)
     best = ref.fit_power_law(N, L)
     mine, ideal = ref.power_law_objective(law, N, L), ref.power_law_objective(best, N, L)
-    shown = f"yours: a = {law.a:.4g}, alpha = {law.alpha:.4g}, c = {law.c:.4g}"
-    if mine <= ideal * (1 + 1e-3) + 1e-12:
-        if truth is not None and (abs(law.alpha - truth.alpha) > 0.05 or abs(law.c - truth.c) > 0.15):
-            fail(f"{what}: {shown}; the sweep was generated with alpha = {truth.alpha:.4g}, c = {truth.c:.4g}, and "
-                 f"the least-squares fit finds alpha = {best.alpha:.4g}, c = {best.c:.4g}.",
-                 "your objective is as low as the best fit's, but your constants are elsewhere: the optimum is "
-                 "flat here, so polish all three parameters together to convergence.")
+    if mine <= ideal * (1 + 1e-4) + 1e-12:
         return
+    shown = f"yours: a = {law.a:.4g}, alpha = {law.alpha:.4g}, c = {law.c:.4g}"
+    against = (f"the least-squares fit in log space has a = {best.a:.4g}, alpha = {best.alpha:.4g}, c = {best.c:.4g} "
+               f"(sum of squared log residuals {ideal:.6g}; yours {mine:.6g})")
     line_a, line_alpha = ref.fit_loglog_line(N, L)
     if abs(law.c) < 1e-6 or _close_law(law, ref.PowerLaw(line_a, line_alpha, 0.0), 1e-2):
-        fail(f"{what}: {shown}; the least-squares fit in log space has alpha = {best.alpha:.4g}, c = {best.c:.4g}.",
-             HINT_NO_C)
-    if _close_law(law, _linear_space_fit(N, L, best), 2e-3):
-        fail(f"{what}: {shown}; the least-squares fit in log space has alpha = {best.alpha:.4g}, c = {best.c:.4g}.",
-             HINT_LINEAR_SPACE)
-    fail(f"{what}: {shown}, with sum of squared log residuals {mine:.6g}; the best fit has {ideal:.6g} "
-         f"(alpha = {best.alpha:.4g}, c = {best.c:.4g}).", HINT_FIT_NOT_OPTIMAL)
+        fail(f"{what}: {shown}; {against}.", HINT_NO_C)
+    linear = _linear_space_fit(N, L, best)
+    if _linear_objective(law, N, L) <= _linear_objective(linear, N, L) * (1 + 1e-4) + 1e-12:
+        fail(f"{what}: {shown}; {against}.", HINT_LINEAR_SPACE)
+    fail(f"{what}: {shown}; {against}.", HINT_FIT_NOT_OPTIMAL)
 
 
 POWER_EXAMPLE = ref.PowerLaw(a=200.0, alpha=0.3, c=2.0)
 
 
 def fit_power_law_example(fn: Callable) -> None:
-    """Visible: ten exact points of L = 200 N^-0.3 + 2 (no noise), which the fit must recover."""
+    """Visible: ten exact points of L = 200 N^-0.3 + 2 (no noise), which the fit must recover; then the notebook's
+    own generated sweep (seed 0, 2% noise), where the fit must be the least-squares fit in log space."""
     N = np.geomspace(1e5, 1e9, 10)
     L = POWER_EXAMPLE(N)
     with worked_example("the points lie exactly on L = 200 N^-0.3 + 2, so the best fit has a zero residual and is "
@@ -486,7 +547,9 @@ def fit_power_law_example(fn: Callable) -> None:
                 fail(f"{what}: a = {law.a:.4g}, alpha = {law.alpha:.4g}, c = {law.c:.4g}.", HINT_NO_C)
             fail(f"{what}: a = {law.a:.4g}, alpha = {law.alpha:.4g}, c = {law.c:.4g}; expected 200, 0.3, 2.",
                  HINT_FIT_NOT_OPTIMAL)
-    passed("fit_power_law (worked example)")
+    N, L, _ = ref.synthetic_sweep(12, seed=0)
+    _check_power_case(fn, N, L, "the notebook's generated sweep, seed 0")
+    passed("fit_power_law (worked example; the generated sweep)")
 
 
 def _recoverable_sweep(gen: np.random.Generator):
@@ -507,12 +570,13 @@ def _recoverable_sweep(gen: np.random.Generator):
 
 
 def fit_power_law(fn: Callable) -> None:
-    """Hidden: freshly generated sweeps with 1% log-normal noise; the fit must be the least-squares fit in log
-    space (to 0.1% of its objective) and land near the generating constants."""
+    """Hidden: freshly generated sweeps with 1% log-normal noise, on which the exact fit recovers the generating
+    constants; the learner's fit must be the least-squares fit in log space (its objective within 0.01%)."""
     gen = rng()
     for _ in range(3):
         N, L, truth = _recoverable_sweep(gen)
-        _check_power_case(fn, N, L, truth, f"{N.size} generated points, N from {N[0]:.3g} to {N[-1]:.3g}")
+        _check_power_case(fn, N, L, f"{N.size} points generated with alpha = {truth.alpha:.3g}, c = {truth.c:.3g}, "
+                                    f"N from {N[0]:.3g} to {N[-1]:.3g}")
     passed("fit_power_law (generated sweeps, constants recovered)")
 
 
@@ -527,23 +591,21 @@ def _optimal_variants(C: float, law: ref.ChinchillaLaw) -> list[tuple[str, Any]]
             (HINT_C_OVER_2, (G * (C / 2) ** (b / s), (C / 2) ** (a / s) / G)),
             (HINT_SWAPPED_EXP, (G * (C / 6) ** (a / s), (C / 6) ** (b / s) / G)),
             (HINT_G_INVERTED, ((C / 6) ** (b / s) / G, G * (C / 6) ** (a / s))),
+            (HINT_G_POWER, (G ** s * (C / 6) ** (b / s), (C / 6) ** (a / s) / G ** s)),
             (HINT_20_TOKENS, (N20, 20 * N20))]
 
 
 def _check_optimal(fn, C: float, law: ref.ChinchillaLaw, label: str) -> None:
     what = f"compute_optimal ({label})"
-    out = call(fn, C, law, what=what, forbid=forbidden(ref, "compute_optimal")
-               + forbidden(ref.ChinchillaLaw, "optimum"))
+    out = call(fn, C, law, what=what, forbid=forbidden(ref, "compute_optimal") + forbidden(ref.ChinchillaLaw, "optimum"))
     try:
         N, D = (float(x) for x in out)
     except (TypeError, ValueError):
         fail(f"{what} returned {type(out).__name__}; expected a pair (N_opt, D_opt).")
-    expected = ref.compute_optimal(C, law)
-    expect_close(np.array([N, D]), np.array(expected), what, atol=0.0, rtol=1e-6,
-                 mistakes=_named(_optimal_variants(C, law), rtol=1e-6),
-                 hint="N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6)^(alpha/(alpha+beta)) / G, "
-                      "G = (alpha A / (beta B))^(1/(alpha+beta)).")
-    expect(abs(6 * N * D / C - 1) < 1e-6, f"{what}: 6 N D = {6 * N * D:.4g} is not the budget {C:.4g}.")
+    # a numeric minimiser that is right to 1e-4 passes; every listed mistake is off by far more
+    _expect_number([N, D], ref.compute_optimal(C, law), what, _optimal_variants(C, law), rtol=1e-4,
+                   hint="N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6)^(alpha/(alpha+beta)) / G, "
+                        "G = (alpha A / (beta B))^(1/(alpha+beta)).")
 
 
 def compute_optimal_example(fn: Callable) -> None:
@@ -552,6 +614,10 @@ def compute_optimal_example(fn: Callable) -> None:
     with worked_example("A = B = 100 and alpha = beta = 0.5: G = (0.5*100 / (0.5*100))^(1/1) = 1 and both exponents "
                         "are 1/2, so N_opt = D_opt = (C/6)^(1/2); C = 6e8 gives N_opt = D_opt = 1e4."):
         _check_optimal(fn, 6e8, law, "worked example: symmetric law, C = 6e8")
+    with worked_example("Chinchilla's rounded constants (alpha 0.34, beta 0.28, A 406.4, B 410.7) at C = 2.21e19: "
+                        "G = (0.34*406.4 / (0.28*410.7))^(1/0.62) = 1.345 and (C/6)^(0.28/0.62) = 2.42e8, so N_opt = "
+                        "3.26e8 and D_opt = C / (6 N_opt) = 1.13e10."):
+        _check_optimal(fn, 2.21e19, ref.CHINCHILLA_ROUNDED, "Chinchilla's rounded constants, C = 2.21e19")
     passed("compute_optimal (worked example)")
 
 
@@ -578,7 +644,10 @@ def _objective_variants(params, log_N, log_D, log_L, delta) -> list[tuple[str, f
     pred = torch.logsumexp(torch.stack([a - al * log_N, b - be * log_D, e.expand_as(log_N)]), dim=0)
     r = pred - log_L
     huber = ref.huber
-    return [(HINT_SQUARED, float((0.5 * r * r).sum())), (HINT_SQUARED, float((r * r).sum())),
+    fixed = float(huber(r, 1e-3).sum()) if abs(delta - 1e-3) > 1e-12 else None
+    return [(HINT_DELTA_FIXED, fixed), (HINT_SMOOTH_L1, float(huber(r, delta).sum()) / delta),
+            (HINT_NO_HALF_DELTA, float(torch.where(r.abs() <= delta, 0.5 * r * r, delta * r.abs()).sum())),
+            (HINT_SQUARED, float((0.5 * r * r).sum())), (HINT_SQUARED, float((r * r).sum())),
             (HINT_SQUARED, float((r * r).mean())),
             (HINT_NOT_LOG, float(huber(pred.exp() - log_L.exp(), delta).sum())),
             (HINT_MEAN, float(huber(r, delta).mean())), (HINT_DELTA, float(huber(r, 1.0).sum())),
@@ -596,8 +665,9 @@ def _check_objective_case(fn, params, log_N, log_D, log_L, delta, label: str):
     if out.numel() != 1:
         fail(f"{what} returned shape {tuple(out.shape)}, expected a scalar.", HINT_MEAN.replace("mean", "per-run values"))
     expected = ref.chinchilla_objective(params, log_N, log_D, log_L, delta)
-    expect_close(float(out.detach()), float(expected), what, atol=1e-12, rtol=1e-7,
-                 mistakes=_named(_objective_variants(params, log_N, log_D, log_L, delta), 1e-12, 1e-7))
+    _expect_number(out.detach().reshape(()), float(expected), what,
+                   _objective_variants(params, log_N, log_D, log_L, delta), atol=1e-12, rtol=1e-7,
+                   hint=HINT_OBJECTIVE_GENERIC)
     if not out.requires_grad:
         fail(f"{what} is right but not differentiable with respect to params (no autograd graph).",
              "compute it from params with torch operations; no .item(), numpy or float() in between.")
@@ -615,6 +685,8 @@ def chinchilla_objective_example(fn: Callable) -> None:
                         "residual predicted - log L is 0.5, beyond delta = 1e-3: delta (0.5 - delta/2) = "
                         "1e-3 * 0.4995 = 4.995e-4. The sum is 4.995e-4."):
         _check_objective_case(fn, params, N.log(), D.log(), L.log(), 1e-3, "worked example: two runs")
+    with worked_example("the same two runs with delta = 0.1: run 2 is beyond it, 0.1 * (0.5 - 0.05) = 0.045."):
+        _check_objective_case(fn, params, N.log(), D.log(), L.log(), 0.1, "worked example: two runs, delta = 0.1")
     passed("chinchilla_objective (worked example)")
 
 
@@ -673,17 +745,18 @@ def _check_isoflop_case(fn, N, L, label: str) -> None:
         out = float(out)
     except (TypeError, ValueError):
         fail(f"{what} returned {type(out).__name__}, expected one number (the model size N at the minimum).")
-    expect_close(out, ref.isoflop_optimum(N, L), what, atol=0.0, rtol=1e-6, mistakes=_named(_isoflop_variants(N, L), rtol=1e-6),
-                 hint="fit L = p0 (log N)^2 + p1 log N + p2 (np.polyfit(np.log(N), L, 2)) and return exp(-p1 / (2 p0)).")
+    _expect_number(out, ref.isoflop_optimum(N, L), what, _isoflop_variants(N, L), rtol=1e-6,
+                   hint="fit L = p0 (log N)^2 + p1 log N + p2 (np.polyfit(np.log(N), L, 2)) and return exp(-p1 / (2 p0)).")
 
 
 def isoflop_optimum_example(fn: Callable) -> None:
-    """Visible: five exact points of L = 0.1 (ln N - ln 1e6)^2 + 2, whose vertex is N = 1e6."""
+    """Visible: five exact points of L = 0.1 (ln N - ln 2e6)^2 + 2, whose vertex N = 2e6 lies between the runs."""
     N = np.geomspace(1e4, 1e8, 5)
-    L = 0.1 * (np.log(N) - math.log(1e6)) ** 2 + 2.0
-    with worked_example("L = 0.1 (ln N - ln 1e6)^2 + 2 exactly, a parabola in ln N with its vertex at ln N = ln 1e6: "
-                        "the answer is N = 1e6 (1,000,000), which is also one of the runs here."):
-        _check_isoflop_case(fn, N, L, "worked example: L = 0.1 (ln N - ln 1e6)^2 + 2")
+    L = 0.1 * (np.log(N) - math.log(2e6)) ** 2 + 2.0
+    with worked_example("L = 0.1 (ln N - ln 2e6)^2 + 2 exactly, a parabola in ln N with its vertex at ln N = ln 2e6: "
+                        "the answer is N = 2e6 (2,000,000), between the runs at 1e6 and 1e7; the best run, 1e6, is "
+                        "not the answer."):
+        _check_isoflop_case(fn, N, L, "worked example: L = 0.1 (ln N - ln 2e6)^2 + 2")
     passed("isoflop_optimum (worked example)")
 
 
@@ -705,8 +778,8 @@ def isoflop_optimum(fn: Callable) -> None:
 # ------------------------------------------------------------- 9. live sweep ---
 
 HINT_NOT_TRAINED = (
-    "the models' losses are near ln(vocabulary), the loss of a uniform guess: were they trained (train_gpt with "
-    "iters > 0), and are these the trained models?"
+    "the largest loss is within half a nat of ln(vocabulary), the loss of a uniform guess: a model is untrained or "
+    "barely trained. Train each one with train_gpt for the iters asked (200), and return the trained models."
 )
 HINT_NOT_FALLING = (
     "the loss does not fall with size: train every model on the same tokens (the same iters and batch size), "
@@ -726,7 +799,12 @@ def live_sweep(models: Sequence[Any], val_ids: torch.Tensor, *, batches: int = 8
         fail(f"{what} has not run: complete run_sweep, then run the cell that calls it and this one.")
     if isinstance(models, dict) or not isinstance(models, (list, tuple)):
         fail(f"{what}: expected a list of trained models, got {type(models).__name__}.")
-    expect(len(models) >= 4, f"{what} has {len(models)} models; train at least 4 sizes.")
+    if len({id(m) for m in models}) < len(models):
+        fail(f"{what}: the list holds the same model object several times.",
+             "build a new GPT for each width inside the loop, train it, and append it.")
+    expect(len(models) >= 4, f"{what} has {len(models)} model{'s' if len(models) != 1 else ''}; expected one trained "
+                             "model per width, at least 4.",
+           "append every trained model to the list (not only the last one) and return the list.")
     for i, m in enumerate(models):
         if not isinstance(m, ref_gpt.GPT):
             fail(f"{what}: model {i} is a {type(m).__name__}, not the package's GPT.",
