@@ -64,6 +64,7 @@ FIRST_EXERCISE = {
     "07_gpt": ("causal_attention", "causal_attention_test", ".tril()", ".tril(-1)"),
     "08_scaling": ("gpt2_param_count", "gpt2_param_count_test", "return V * d + P * d + L * block + 2 * d",
                    "return 2 * V * d + P * d + L * block + 2 * d"),
+    "09_clip": ("patchify", "patchify_test", ".permute(0, 2, 4, 1, 3, 5)", ".permute(0, 2, 4, 3, 5, 1)"),
 }
 
 #: (name, attack code run after the wrong answer, code that undoes it, what must be reported)

@@ -49,7 +49,7 @@ class CLIPConfig:
     eos_token_id: int
     context_length: int = 8
     image_size: int = 32
-    patch_size: int = 4
+    patch_size: int = 8
     channels: int = 3
     vision_width: int = 64
     vision_layers: int = 2
@@ -101,18 +101,21 @@ class TextEncoder(nn.Module):
 class CLIP(nn.Module):
     """The two towers, their projections and the learned temperature.
 
+    ``visual`` and ``text`` may be given (a learner's own towers, with this module's attribute names);
+    by default they are :class:`~transformer_course.vision.VisionTransformer` and :class:`TextEncoder`.
+
     ``encode_image(images) -> (B, embed_dim)`` and ``encode_text(ids) -> (B, embed_dim)`` are projected but
     not normalised; ``forward(images, ids) -> (logits_per_image, logits_per_text)``, the ``(B, B)`` scaled
     cosine similarities (``logits_per_text`` is the transpose).
     """
 
-    def __init__(self, config: CLIPConfig) -> None:
+    def __init__(self, config: CLIPConfig, visual: nn.Module | None = None, text: nn.Module | None = None) -> None:
         super().__init__()
         c = self.config = config
-        self.visual = VisionTransformer(c.image_size, c.patch_size, c.channels, c.vision_width, c.vision_layers,
-                                        c.vision_heads)
-        self.text = TextEncoder(c.vocab_size, c.context_length, c.eos_token_id, c.text_width, c.text_layers,
-                                c.text_heads)
+        self.visual = visual if visual is not None else VisionTransformer(
+            c.image_size, c.patch_size, c.channels, c.vision_width, c.vision_layers, c.vision_heads)
+        self.text = text if text is not None else TextEncoder(
+            c.vocab_size, c.context_length, c.eos_token_id, c.text_width, c.text_layers, c.text_heads)
         self.visual_projection = nn.Linear(c.vision_width, c.embed_dim, bias=False)
         self.text_projection = nn.Linear(c.text_width, c.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
@@ -304,8 +307,8 @@ def train_clip(model: CLIP, tokenizer, *, steps: int = 600, batch_size: int = 12
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
-        history["loss"].append(float(loss))
-        history["logit_scale"].append(float(model.logit_scale))
+        history["loss"].append(float(loss.detach()))
+        history["logit_scale"].append(float(model.logit_scale.detach()))
         if step % 20 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", temperature=f"{math.exp(-history['logit_scale'][-1]):.3f}")
     model.eval()

@@ -152,8 +152,9 @@ def _not_implemented_message(name: str, fn: Callable, exc: BaseException) -> str
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     code = tb.tb_frame.f_code if tb is not None else None
-    own = {getattr(fn, "__code__", None), getattr(getattr(fn, "forward", None), "__code__", None),
-           getattr(getattr(fn, "__call__", None), "__code__", None)}
+    bare = inspect.unwrap(fn) if callable(fn) else fn          # through @torch.no_grad() and other decorators
+    own = {getattr(f, "__code__", None) for f in (fn, bare)}
+    own |= {getattr(getattr(fn, "forward", None), "__code__", None), getattr(getattr(fn, "__call__", None), "__code__", None)}
     inner = code.co_name if code is not None else None
     if code is not None and code not in own and inner not in ("<module>", "forward", "__init__"):
         return (f"{name} is not finished: it calls {inner}, which still raises NotImplementedError. "
