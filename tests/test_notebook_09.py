@@ -32,7 +32,7 @@ def test_clip_mistakes_lose_their_points_with_hints(tmp_path):
         "class_embeddings": _replace("class_embeddings", "rows.append(F.normalize(emb.mean(dim=0), dim=-1))",
                                      "rows.append(emb.mean(dim=0))"),
         # the columns ranked instead of the rows
-        "recall_at_k": _replace("recall_at_k", "similarity.topk(k, dim=1)", "similarity.topk(k, dim=0).T"),
+        "recall_at_k": _replace("recall_at_k", "similarity.topk(k, dim=1)", "similarity.T.topk(k, dim=1)"),
     }
     result = by_id(check(fill_student(NAME, tmp_path, replace=wrong)))
     expected_words = {
