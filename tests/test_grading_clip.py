@@ -609,3 +609,119 @@ def test_zero_shot_trained_model_passes(trained, capsys):
 @pytest.mark.slow
 def test_zero_shot_trained_model_fails_a_raised_bar(trained):
     fails_with(check.zero_shot, trained, 400, 1, 0.99, hint="(chance 5%, needed 99%)")
+
+
+# ============================================== cases found by a learner's review ===
+
+@torch.no_grad()
+def copy_reversed(model, hf):
+    """The copy the wrong way round: the course model gets CLIPModel's (random) weights, so both then agree."""
+    theirs = dict(hf.named_parameters())
+    for mine, hf_name in _copy_names(model).items():
+        dict(model.named_parameters())[mine].copy_(theirs[hf_name])
+
+
+@torch.no_grad()
+def copy_misspelt(model, hf):
+    theirs = dict(hf.named_parameters())
+    for mine, hf_name in _copy_names(model).items():
+        theirs[hf_name.replace("pre_layrnorm", "pre_layernorm")].copy_(dict(model.named_parameters())[mine])
+
+
+def test_copy_the_wrong_way_fails_visibly():
+    fails_with(check.copy_to_hf_example, copy_reversed, hint=check.HINT_COPY_REVERSED)
+    fails_with(check.copy_to_hf, copy_reversed, hint=check.HINT_COPY_REVERSED)
+
+
+def test_copy_with_a_misspelt_name_says_which():
+    message = fails_with(check.copy_to_hf_example, copy_misspelt, hint="there is no parameter named")
+    assert "pre_layernorm" in message
+
+
+def recall_ascending(sim, k):
+    top = sim.argsort(dim=1)[:, :k]
+    return float((top == torch.arange(sim.shape[0])[:, None]).any(dim=1).float().mean())
+
+
+def test_recall_ascending_fails_visibly():
+    fails_with(check.recall_at_k_example, recall_ascending, hint=check.HINT_ASCENDING)
+    fails_with(check.recall_at_k, recall_ascending, hint=check.HINT_ASCENDING)
+
+
+def patch_square_only(images, p):
+    B, C, H, _ = images.shape
+    return images.reshape(B, C, H // p, p, H // p, p).permute(0, 2, 4, 1, 3, 5).reshape(B, (H // p) ** 2, C * p * p)
+
+
+def test_patchify_for_square_images_only_fails_visibly():
+    fails_with(check.patchify_example, patch_square_only, hint=check.HINT_PATCH_SQUARE)
+
+
+class TextEos18(TextTransformer):
+    def forward(self, ids):
+        T = ids.shape[1]
+        x = self.token_embedding(ids) + self.position_embedding.weight[:T]
+        for b in self.blocks:
+            x = b(x, is_causal=True)
+        x = self.final_norm(x)
+        return x[torch.arange(ids.shape[0]), (ids == 18).int().argmax(dim=1)]
+
+
+class TextWholePositions(TextTransformer):
+    def forward(self, ids):
+        x = self.token_embedding(ids) + self.position_embedding.weight
+        for b in self.blocks:
+            x = b(x, is_causal=True)
+        x = self.final_norm(x)
+        return x[torch.arange(ids.shape[0]), (ids == self.eos_token_id).int().argmax(dim=1)]
+
+
+class TextEotBefore(TextTransformer):
+    def forward(self, ids):
+        T = ids.shape[1]
+        x = self.token_embedding(ids) + self.position_embedding.weight[:T]
+        for b in self.blocks:
+            x = b(x, is_causal=True)
+        x = self.final_norm(x)
+        return x[torch.arange(ids.shape[0]), (ids == self.eos_token_id).int().argmax(dim=1) - 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_text_hidden_check_varies_the_end_of_text_id_and_length(seed, monkeypatch):
+    seed_checks(monkeypatch, seed)
+    fails_with(check.text_forward, TextEos18, hint="")
+    fails_with(check.text_forward, TextWholePositions, hint="")
+    check.text_forward(TextTransformer)
+
+
+def test_text_read_before_the_end_of_text_token():
+    fails_with(check.text_forward_example, TextEotBefore, hint=check.HINT_EOT_BEFORE)
+
+
+class ViTPositionsAfterNorm(ViT):
+    def forward(self, images):
+        x = self.patch_embed(images)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1)
+        x = self.pre_norm(x) + self.position_embedding.weight
+        for b in self.blocks:
+            x = b(x)
+        return self.post_norm(x[:, 0])
+
+
+def test_vit_positions_after_pre_norm():
+    fails_with(check.vit_forward_example, ViTPositionsAfterNorm, hint=check.HINT_POS_AFTER_NORM)
+
+
+@torch.no_grad()
+def class_not_normalised(model, tokenizer, classes, templates):
+    return torch.stack([model.encode_text(tokenizer.encode([t.format(c=c, s=s) for t in templates])).mean(0)
+                        for c, s in classes])
+
+
+def test_class_embeddings_not_normalised_at_all():
+    fails_with(check.class_embeddings_example, class_not_normalised, hint=check.HINT_NOT_NORMALISED_AT_ALL)
+
+
+def test_clip_loss_first_example_is_not_empty():
+    """The first worked example's value (0.3133) is far above the tolerance: a sum of the directions fails it."""
+    fails_with(check.clip_loss_example, loss_summed, hint=check.HINT_SUM_DIRECTIONS)

@@ -90,6 +90,15 @@ HINT_COLUMNS = (
     "image-to-text recall: row i is image i, and the question is whether column i (its caption) is among that "
     "ROW's k largest entries; this looks like the columns were ranked."
 )
+HINT_ASCENDING = "rank from the largest similarity down (topk, or argsort(descending=True)): these are the k smallest."
+HINT_NOT_NORMALISED_AT_ALL = "normalise: each template embedding, then the mean, so that every class vector has length 1."
+HINT_POS_AFTER_NORM = "add the positions before pre_norm: pre_norm normalises the tokens with their positions in them."
+HINT_EOT_BEFORE = "read the state AT the end-of-text token, not the one before it: the end-of-text token has read the whole caption."
+HINT_COPY_REVERSED = (
+    "your function changed the course model: the copy runs the wrong way. Copy FROM model's parameters INTO "
+    "hf_model's: theirs[hf_name].copy_(mine)."
+)
+HINT_PATCH_SQUARE = "the images are not square in every test: use H and W separately (H // p rows, W // p columns)."
 HINT_K_OFF = "top-k means the k largest, including the largest itself: topk(k), not topk(k - 1) or topk(k + 1)."
 
 # ------------------------------------------------------------ 1. patchify ---
@@ -109,7 +118,11 @@ def _patch_variants(x: torch.Tensor, p: int) -> list[tuple[str, torch.Tensor]]:
 
 def _check_patch_case(fn, x: torch.Tensor, p: int, label: str) -> None:
     what = f"patchify ({label})"
-    out = expect_tensor(call(fn, x.clone(), p, what=what, forbid=_FORBID_PATCH), what)
+
+    def explain(exc: Exception) -> str | None:
+        return HINT_PATCH_SQUARE if "invalid for input of size" in str(exc) else None
+
+    out = expect_tensor(call(fn, x.clone(), p, what=what, forbid=_FORBID_PATCH, explain=explain), what)
     B, C, H, W = x.shape
     expected = ref_vision.patchify(x, p)
     if tuple(out.shape) != tuple(expected.shape):
@@ -124,12 +137,13 @@ def _check_patch_case(fn, x: torch.Tensor, p: int, label: str) -> None:
 
 
 def patchify_example(fn: Callable) -> None:
-    """Visible: one 2-channel 4 x 4 image holding the numbers 0..31, patches of 2."""
-    x = torch.arange(32, dtype=torch.float64).reshape(1, 2, 4, 4)
-    with worked_example("channel 0 holds 0..15 and channel 1 holds 16..31, row by row. The first patch is rows 0-1, "
-                        "columns 0-1: channel 0 gives 0, 1, 4, 5 and channel 1 gives 16, 17, 20, 21, so the first row "
-                        "of the result is [0, 1, 4, 5, 16, 17, 20, 21]; the second patch (columns 2-3) starts 2, 3, 6, 7."):
-        _check_patch_case(fn, x, 2, "worked example: 1 x 2 x 4 x 4, patch 2")
+    """Visible: one 2-channel 4 x 6 image (not square) holding the numbers 0..47, patches of 2."""
+    x = torch.arange(48, dtype=torch.float64).reshape(1, 2, 4, 6)
+    with worked_example("channel 0 holds 0..23 and channel 1 holds 24..47, row by row, 6 per row: 2 rows of 3 patches. "
+                        "The first patch is rows 0-1, columns 0-1: channel 0 gives 0, 1, 6, 7 and channel 1 gives 24, "
+                        "25, 30, 31, so the first row of the result is [0, 1, 6, 7, 24, 25, 30, 31]; the second patch "
+                        "(columns 2-3) starts 2, 3, 8, 9; the fourth (rows 2-3, columns 0-1) starts 12, 13, 18, 19."):
+        _check_patch_case(fn, x, 2, "worked example: 1 x 2 x 4 x 6, patch 2")
     passed("patchify (worked example; equal to the Conv2d)")
 
 
@@ -217,6 +231,7 @@ def _vit_variants(vit: ref_vision.VisionTransformer, x: torch.Tensor) -> list[tu
         (HINT_CLS_LAST, run(torch.cat([tokens, cls], 1) + pos, take=-1)),
         (HINT_NO_POSITIONS, run(with_cls)),
         (HINT_NO_PRE_NORM, run(with_cls + pos, pre=False)),
+        (HINT_POS_AFTER_NORM, run(vit.pre_norm(with_cls) + pos, pre=False)),
         (HINT_NO_POST_NORM, run(with_cls + pos, post=False)),
     ]
 
@@ -279,6 +294,7 @@ def _text_variants(enc: ref.TextEncoder, ids: torch.Tensor) -> list[tuple[str, t
     full = run()
     return [(HINT_EOT_FIRST, full[:, 0]), (HINT_EOT_LAST, full[:, -1]), (HINT_MEAN_POOL, full.mean(dim=1)),
             (HINT_NOT_CAUSAL, run(causal=False)[rows, eot]), (HINT_NO_FINAL_NORM, run(final=False)[rows, eot]),
+            (HINT_EOT_BEFORE, full[rows, eot - 1]),
             (HINT_NO_POSITIONS.replace("class token included", "up to the caption's length"),
              run(positions=False)[rows, eot])]
 
@@ -290,9 +306,16 @@ def _captions(gen: np.random.Generator, tok: shapes.ShapeTokenizer, B: int) -> t
     return tok.encode(texts)
 
 
-def _check_text_case(Text, cfg: ref.CLIPConfig, gen: np.random.Generator, B: int, label: str) -> None:
+def _relabel(ids: torch.Tensor, perm: torch.Tensor, T: int) -> torch.Tensor:
+    """``ids`` renumbered by ``perm`` (another vocabulary order: another end-of-text id) and padded to ``T``."""
+    out = perm[ids]
+    return F.pad(out, (0, T - out.shape[1]), value=int(perm[0])) if T > out.shape[1] else out
+
+
+def _check_text_case(Text, cfg: ref.CLIPConfig, gen: np.random.Generator, B: int, label: str,
+                     perm: torch.Tensor | None = None) -> None:
     what = f"TextTransformer ({label})"
-    tok = shapes.ShapeTokenizer(cfg.context_length)
+    tok = shapes.ShapeTokenizer()
     hf = _hf_model(cfg, gen)
     kw = dict(vocab_size=cfg.vocab_size, context_length=cfg.context_length, eos_token_id=cfg.eos_token_id,
               d_model=cfg.text_width, n_layers=cfg.text_layers, n_heads=cfg.text_heads)
@@ -300,6 +323,8 @@ def _check_text_case(Text, cfg: ref.CLIPConfig, gen: np.random.Generator, B: int
     names = {k: v[len("text_model."):] for k, v in _tower_names(cfg, "text").items()}
     _load_tower(mine, hf.text_model, names, "your TextTransformer")
     ids = _captions(gen, tok, B)
+    if perm is not None:
+        ids = _relabel(ids, perm, cfg.context_length - 1)     # shorter than the context: positions [:T] matter
     with torch.no_grad():
         expected = hf.text_model(input_ids=ids).pooler_output
         out = expect_tensor(call(mine, ids, what=f"{what}: forward", forbid=forbidden(ref, "TextEncoder")), what)
@@ -326,7 +351,16 @@ def text_forward(Text: Callable) -> None:
     tok = shapes.ShapeTokenizer()
     for _ in range(2):
         cfg = _random_cfg(gen, tok)
-        _check_text_case(Text, cfg, gen, int(gen.integers(2, 6)), f"width {cfg.text_width}, {cfg.text_layers} layers")
+        # another vocabulary order (the end-of-text id is not 18, nor the legacy 2) and a longer context
+        while True:
+            perm = torch.from_numpy(gen.permutation(tok.vocab_size))
+            if int(perm[tok.eot_id]) not in (2, tok.eot_id):
+                break
+        cfg.eos_token_id = int(perm[tok.eot_id])
+        cfg.context_length = tok.context_length + int(gen.integers(2, 5))
+        _check_text_case(Text, cfg, gen, int(gen.integers(2, 6)),
+                         f"width {cfg.text_width}, {cfg.text_layers} layers, end-of-text id {cfg.eos_token_id}, "
+                         f"context {cfg.context_length}", perm)
     passed("TextTransformer.forward (random sizes against CLIPTextModel)")
 
 
@@ -364,12 +398,14 @@ def clip_loss_example(fn: Callable) -> None:
     """Visible: two pairs whose embeddings match exactly, at the initial temperature."""
     img = torch.tensor([[3.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     txt = torch.tensor([[1.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
-    scale = torch.tensor(ref.LOGIT_SCALE_INIT, dtype=torch.float64)
-    expected = math.log(1 + math.exp(-1 / 0.07))
+    scale = torch.tensor(0.0, dtype=torch.float64)
+    expected = math.log(1 + math.exp(-1))
     with worked_example("after normalisation both images and captions are (1, 0) and (0, 1): the cosines are the "
-                        "identity matrix, the logits 14.29 on the diagonal and 0 elsewhere, and each of the four "
-                        "cross-entropies is log(1 + e^-14.29) = 6.2e-7; so is their average."):
-        _check_loss_case(fn, img, txt, scale, "worked example: two matching pairs", expected)
+                        "identity matrix; logit_scale = 0 scales them by exp(0) = 1, so the logits are 1 on the "
+                        "diagonal and 0 elsewhere, and each of the four cross-entropies is log(1 + e^-1) = 0.3133; so is "
+                        "their average."):
+        _check_loss_case(fn, img, txt, scale, "worked example: two matching pairs, logit_scale 0", expected)
+    scale = torch.tensor(ref.LOGIT_SCALE_INIT, dtype=torch.float64)
     # a batch that is not symmetric: rows and columns give different cross-entropies
     img = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
     txt = torch.tensor([[1.0, 0.2], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
@@ -415,7 +451,20 @@ def _check_copy_case(fn, cfg: ref.CLIPConfig, gen: np.random.Generator, label: s
         for name, p in model.named_parameters():
             p.copy_(torch.full_like(p, 0.9) if name == "logit_scale" else torch.randn_like(p) * 0.3)
     hf = quiet(CLIPModel, ref.hf_clip_config(cfg)).double().eval()
-    call(fn, model, hf, what=what, forbid=forbidden(ref, "copy_to_hf", "HF_NAMES"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def explain(exc: Exception) -> str | None:
+        if isinstance(exc, KeyError):
+            return (f"there is no parameter named {exc} on that side: print [n for n, _ in hf_model.named_parameters()] "
+                    "and [n for n, _ in model.named_parameters()] and compare the names (CLIPModel keeps the "
+                    "embeddings under vision_model.embeddings. and text_model.embeddings., and spells pre_layrnorm).")
+        return None
+
+    call(fn, model, hf, what=what, forbid=forbidden(ref, "copy_to_hf", "HF_NAMES"), explain=explain)
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    if changed:
+        fail(f"{what}: after your copy the course model's own {changed[0]} (and {len(changed) - 1} more) changed.",
+             HINT_COPY_REVERSED)
     theirs = dict(hf.named_parameters())
     wrong = [hf_name for mine, hf_name in ref.HF_NAMES(cfg).items()
              if not torch.equal(theirs[hf_name], dict(model.named_parameters())[mine])]
@@ -468,8 +517,11 @@ def _class_variants(model, tok, classes, templates) -> list[tuple[str, torch.Ten
             out_norm.append(F.normalize(emb, dim=-1).mean(0))
             out_raw.append(F.normalize(emb.mean(0), dim=-1))
             out_one.append(F.normalize(emb[0], dim=-1))
+    with torch.no_grad():
+        bare = torch.stack([model.encode_text(tok.encode([t.format(c=c, s=s) for t in templates])).mean(0)
+                            for c, s in classes])
     return [(HINT_NO_RENORM, torch.stack(out_norm)), (HINT_RAW_MEAN, torch.stack(out_raw)),
-            (HINT_ONE_TEMPLATE, torch.stack(out_one))]
+            (HINT_ONE_TEMPLATE, torch.stack(out_one)), (HINT_NOT_NORMALISED_AT_ALL, bare)]
 
 
 def _check_class_case(fn, model, classes, templates, label: str) -> None:
@@ -570,7 +622,7 @@ def _check_recall_case(fn, sim: torch.Tensor, ks, label: str) -> None:
     shown = ", ".join(f"k={k}: {m:.4g}" for k, m in zip(ks, mine))
     wanted = ", ".join(f"k={k}: {e:.4g}" for k, e in zip(ks, expected))
     variants = [(HINT_COLUMNS, [_recall(sim.T, k) for k in ks]), (HINT_K_OFF, [_recall(sim, k - 1) for k in ks]),
-                (HINT_K_OFF, [_recall(sim, k + 1) for k in ks])]
+                (HINT_K_OFF, [_recall(sim, k + 1) for k in ks]), (HINT_ASCENDING, [_recall(-sim, k) for k in ks])]
     for h, v in variants:
         if np.allclose(mine, v, atol=1e-9) and not np.allclose(v, expected, atol=1e-9):
             fail(f"{what}: yours {shown}; expected {wanted}.", h)
@@ -580,11 +632,11 @@ def _check_recall_case(fn, sim: torch.Tensor, ks, label: str) -> None:
 
 
 def recall_at_k_example(fn: Callable) -> None:
-    """Visible: three images, three captions, k = 1, 2, 3."""
-    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.2, 0.3, 0.15]])
-    with worked_example("row 0's largest is column 0 (a hit at k = 1); row 1's largest is column 0, then column 1 (a "
-                        "hit from k = 2); row 2's order is 1, 0, 2 (a hit only at k = 3). Recall@1 = 1/3, recall@2 = "
-                        "2/3, recall@3 = 1."):
+    """Visible: four images, four captions, k = 1, 2, 3."""
+    sim = torch.tensor([[0.9, 0.1, 0.0, 0.2], [0.8, 0.5, 0.1, 0.0], [0.2, 0.3, 0.15, 0.4], [0.1, 0.0, 0.2, 0.7]])
+    with worked_example("row 0's largest is column 0 (a hit from k = 1); row 1's order is 0, 1, ... (a hit from k = "
+                        "2); row 2's order is 3, 1, 0, 2 (no hit before k = 4); row 3's largest is column 3 (a hit from "
+                        "k = 1). Recall@1 = 2/4, recall@2 = 3/4, recall@3 = 3/4."):
         _check_recall_case(fn, sim, [1, 2, 3], "worked example")
     passed("recall_at_k (worked example)")
 
