@@ -725,3 +725,16 @@ def test_class_embeddings_not_normalised_at_all():
 def test_clip_loss_first_example_is_not_empty():
     """The first worked example's value (0.3133) is far above the tolerance: a sum of the directions fails it."""
     fails_with(check.clip_loss_example, loss_summed, hint=check.HINT_SUM_DIRECTIONS)
+
+
+def test_zero_shot_sends_the_learner_to_a_failing_loss(monkeypatch):
+    """A model trained with a wrong clip_loss fails zero-shot; the message points at exercise 4 first."""
+    def wrong_loss(image_embeds, text_embeds, logit_scale):       # logit_scale used without exp
+        return loss_no_exp(image_embeds, text_embeds, logit_scale)
+
+    monkeypatch.setitem(globals(), "clip_loss", wrong_loss)        # the "notebook" global the towers see
+    tok = shapes.ShapeTokenizer()
+    cfg = clip.CLIPConfig(vocab_size=tok.vocab_size, eos_token_id=tok.eot_id)
+    untrained = clip.CLIP(cfg, visual=ViT(), text=TextTransformer(tok.vocab_size, 8, tok.eot_id))
+    message = fails_with(check.zero_shot, untrained, hint="your clip_loss from exercise 4 fails its checks")
+    assert "train the model again" in message
