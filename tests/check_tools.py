@@ -12,3 +12,11 @@ def fails_with(check_fn, *args, hint: str) -> str:
         check_fn(*args)
     assert hint in str(info.value), f"expected hint {hint!r} in:\n{info.value}"
     return str(info.value)
+
+
+def seed_check_module(monkeypatch, module, seed: int) -> None:
+    """Make ``module``'s hidden checks draw from ``seed`` (they call ``module.rng()``, unseeded in a notebook), so
+    that a failing draw replays."""
+    import numpy as np
+
+    monkeypatch.setattr(module, "rng", lambda s=None: np.random.default_rng(seed if s is None else s))

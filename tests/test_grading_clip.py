@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -17,7 +16,7 @@ from transformer_course.grading import CheckFailed
 from transformer_course.grading import clip as check
 from transformer_course.vision import PatchEmbedding
 
-from check_tools import fails_with
+from check_tools import fails_with, seed_check_module
 
 #: The hidden checks draw their cases from ``check.rng()``, unseeded in the notebook; here they are seeded so that a
 #: failure replays (CLIP_CHECK_SEED=n replays another draw). The sweeps run several seeds.
@@ -26,7 +25,7 @@ SWEEP = range(8)
 
 
 def seed_checks(monkeypatch, seed: int) -> None:
-    monkeypatch.setattr(check, "rng", lambda s=None: np.random.default_rng(seed if s is None else s))
+    seed_check_module(monkeypatch, check, seed)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from transformer_course.gpt import GPT
 from transformer_course.grading import CheckFailed
 from transformer_course.grading import scaling as check
 
-from check_tools import fails_with
+from check_tools import fails_with, seed_check_module
 
 #: The hidden checks draw their cases from ``check.rng()``, unseeded in the notebook; here they are seeded so that a
 #: failure replays (SCALING_CHECK_SEED=n replays another draw). Tests that depend on the draw run over several seeds.
@@ -22,7 +22,7 @@ SEED = int(os.environ.get("SCALING_CHECK_SEED", "0"))
 
 
 def seed_checks(monkeypatch, seed: int) -> None:
-    monkeypatch.setattr(check, "rng", lambda s=None: np.random.default_rng(seed if s is None else s))
+    seed_check_module(monkeypatch, check, seed)
 
 
 @pytest.fixture(autouse=True)

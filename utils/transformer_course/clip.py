@@ -19,6 +19,7 @@ parity tests' oracle.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -255,7 +256,7 @@ def evaluate_zero_shot(model: CLIP, tokenizer, pairs: Sequence[tuple[str, str]],
     from . import shapes
 
     templates = templates or shapes.TEMPLATES
-    classes = list(__import__("itertools").product(shapes.COLOURS, shapes.SHAPES))
+    classes = list(itertools.product(shapes.COLOURS, shapes.SHAPES))
     was = model.training
     model.eval()
     emb = (embed or class_embeddings)(model, tokenizer, classes, templates)

@@ -237,26 +237,37 @@ def _vit_variants(vit: ref_vision.VisionTransformer, x: torch.Tensor) -> list[tu
     ]
 
 
+def _check_tower(Learner, Reference, kw: dict, hf_tower, names: dict[str, str], inputs: dict, variants: Callable,
+                 width: int, what: str, forbid: list, shape_note: str) -> None:
+    """One tower against transformers' CLIP tower ``hf_tower``: the learner's class and the reference built with
+    ``kw``, both loaded with its weights (``names``: the learner's name -> the tower's), run on ``inputs``
+    (keyword arguments of the oracle; their one value is what the learner's forward gets); the learner's
+    pooled output must be the oracle's, and a mismatch is named by ``variants(reference, input)``."""
+    mine = call(Learner, what=f"{what}: building it", **kw).double().eval()
+    _load_tower(mine, hf_tower, names, f"your {Learner.__name__}")
+    (x,) = inputs.values()
+    with torch.no_grad():
+        expected = hf_tower(**inputs).pooler_output
+        out = expect_tensor(call(mine, x, what=f"{what}: forward", forbid=forbid), what)
+        if tuple(out.shape) != (x.shape[0], width):
+            fail(f"{what} returned shape {tuple(out.shape)}, expected (B, d_model) = {(x.shape[0], width)}: "
+                 f"{shape_note}")
+        reference = Reference(**kw).double().eval()
+        _load_tower(reference, hf_tower, names, "the reference")
+        mistakes = [(h, v.numpy()) for h, v in variants(reference, x)]
+    expect_close(out, expected.numpy(), f"{what}: pooled output against transformers' {type(hf_tower).__name__}",
+                 mistakes=mistakes, **TOL)
+
+
 def _check_vit_case(ViT, cfg: ref.CLIPConfig, gen: np.random.Generator, B: int, label: str) -> None:
-    what = f"ViT ({label})"
     hf = _hf_model(cfg, gen)
     kw = dict(image_size=cfg.image_size, patch_size=cfg.patch_size, channels=cfg.channels, d_model=cfg.vision_width,
               n_layers=cfg.vision_layers, n_heads=cfg.vision_heads)
-    mine = call(ViT, what=f"{what}: building it", **kw).double().eval()
     names = {k: v[len("vision_model."):] for k, v in _tower_names(cfg, "visual").items()}
-    _load_tower(mine, hf.vision_model, names, "your ViT")
     x = torch.from_numpy(gen.uniform(0, 1, (B, cfg.channels, cfg.image_size, cfg.image_size)))
-    with torch.no_grad():
-        expected = hf.vision_model(pixel_values=x).pooler_output
-        out = expect_tensor(call(mine, x, what=f"{what}: forward",
-                                 forbid=forbidden(ref_vision, "VisionTransformer", "patchify")), what)
-        if tuple(out.shape) != (B, cfg.vision_width):
-            fail(f"{what} returned shape {tuple(out.shape)}, expected (B, d_model) = {(B, cfg.vision_width)}: the "
-                 "class token's final state, one vector per image.")
-        ref_vit = ref_vision.VisionTransformer(**kw).double().eval()
-        _load_tower(ref_vit, hf.vision_model, names, "the reference ViT")
-        variants = [(h, v.numpy()) for h, v in _vit_variants(ref_vit, x)]
-    expect_close(out, expected.numpy(), f"{what}: pooled output against CLIPVisionModel", mistakes=variants, **TOL)
+    _check_tower(ViT, ref_vision.VisionTransformer, kw, hf.vision_model, names, {"pixel_values": x}, _vit_variants,
+                 cfg.vision_width, f"ViT ({label})", forbidden(ref_vision, "VisionTransformer", "patchify"),
+                 "the class token's final state, one vector per image.")
 
 
 def vit_forward_example(ViT: Callable) -> None:
@@ -315,27 +326,16 @@ def _relabel(ids: torch.Tensor, perm: torch.Tensor, T: int) -> torch.Tensor:
 
 def _check_text_case(Text, cfg: ref.CLIPConfig, gen: np.random.Generator, B: int, label: str,
                      perm: torch.Tensor | None = None) -> None:
-    what = f"TextTransformer ({label})"
-    tok = shapes.ShapeTokenizer()
     hf = _hf_model(cfg, gen)
     kw = dict(vocab_size=cfg.vocab_size, context_length=cfg.context_length, eos_token_id=cfg.eos_token_id,
               d_model=cfg.text_width, n_layers=cfg.text_layers, n_heads=cfg.text_heads)
-    mine = call(Text, what=f"{what}: building it", **kw).double().eval()
     names = {k: v[len("text_model."):] for k, v in _tower_names(cfg, "text").items()}
-    _load_tower(mine, hf.text_model, names, "your TextTransformer")
-    ids = _captions(gen, tok, B)
+    ids = _captions(gen, shapes.ShapeTokenizer(), B)
     if perm is not None:
         ids = _relabel(ids, perm, cfg.context_length - 1)     # shorter than the context: positions [:T] matter
-    with torch.no_grad():
-        expected = hf.text_model(input_ids=ids).pooler_output
-        out = expect_tensor(call(mine, ids, what=f"{what}: forward", forbid=forbidden(ref, "TextEncoder")), what)
-        if tuple(out.shape) != (B, cfg.text_width):
-            fail(f"{what} returned shape {tuple(out.shape)}, expected (B, d_model) = {(B, cfg.text_width)}: one "
-                 "vector per caption, read at its end-of-text token.")
-        ref_text = ref.TextEncoder(**kw).double().eval()
-        _load_tower(ref_text, hf.text_model, names, "the reference text encoder")
-        variants = [(h, v.numpy()) for h, v in _text_variants(ref_text, ids)]
-    expect_close(out, expected.numpy(), f"{what}: pooled output against CLIPTextModel", mistakes=variants, **TOL)
+    _check_tower(Text, ref.TextEncoder, kw, hf.text_model, names, {"input_ids": ids}, _text_variants,
+                 cfg.text_width, f"TextTransformer ({label})", forbidden(ref, "TextEncoder"),
+                 "one vector per caption, read at its end-of-text token.")
 
 
 def text_forward_example(Text: Callable) -> None:

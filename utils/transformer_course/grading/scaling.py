@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from .. import gpt as ref_gpt
 from .. import scaling as ref
-from .core import call, expect, expect_close, fail, forbidden, passed, quiet, rng, worked_example
+from .core import call, expect, fail, forbidden, passed, quiet, rng, worked_example
 
 #: The oracles these checks build lazily (on the meta device); the harness loads them before learner code runs.
 ORACLES = ("transformers.models.gpt2.modeling_gpt2", "transformers.models.gpt2.configuration_gpt2",
@@ -300,7 +300,7 @@ def gpt2_param_count(fn: Callable) -> None:
 # ----------------------------------------------------------- 2. BERT counts ---
 
 def _bert_variants(cfg) -> list[tuple[str, int]]:
-    V, d, L, f = cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
+    d, L, f = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     P, S = cfg.max_position_embeddings, cfg.type_vocab_size
     ok = ref.bert_param_count(cfg)
     biases = L * (4 * d + f + d) + d
