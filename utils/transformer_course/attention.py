@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .kernels import flash_attention
+
 __all__ = [
     "softmax",
     "scaled_dot_product_attention",
@@ -318,7 +320,15 @@ class MultiHeadAttention(nn.Module):
       ``len(cache) ..`` are used.
 
     Returns ``(output (B, T_q, d_model), weights (B, h, T_q, T_k) or None)``.
+
+    ``backend``: ``"sdpa"`` (default) calls :func:`attention`, i.e. torch's fused kernel;
+    ``"flash"`` calls :func:`transformer_course.kernels.flash_attention` (the course's tiled
+    path, or its Triton kernel on a GPU), except where weights are asked for, a float mask is
+    given or dropout is active, which take the plain path.
+    :func:`transformer_course.kernels.use_flash_attention` switches a whole model.
     """
+
+    backend = "sdpa"
 
     def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
@@ -371,7 +381,12 @@ class MultiHeadAttention(nn.Module):
             mask = causal if mask is None else mask & causal
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = attention(q, k, v, mask, is_causal=is_causal, need_weights=need_weights, dropout_p=dropout_p)
+        if (self.backend == "flash" and not need_weights and dropout_p == 0.0
+                and (mask is None or mask.dtype == torch.bool)):
+            out, weights = flash_attention(q, k, v, causal=is_causal, mask=mask), None
+        else:
+            out, weights = attention(q, k, v, mask, is_causal=is_causal, need_weights=need_weights,
+                                     dropout_p=dropout_p)
         return self.out_proj(merge_heads(out)), weights                  # (B, T_q, d_model)
 
 

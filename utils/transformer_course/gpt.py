@@ -21,6 +21,7 @@ gradient clipping).  Sampling and KV-cache generation live in
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -262,8 +263,9 @@ def configure_optimizer(model: nn.Module, *, lr: float, weight_decay: float, bet
 
 @torch.no_grad()
 def estimate_loss(model: nn.Module, data: torch.Tensor, *, batch_size: int, eval_iters: int = 20,
-                  generator: torch.Generator | None = None) -> float:
-    """Mean loss over ``eval_iters`` random batches of ``data`` in eval mode (nanoGPT's ``estimate_loss``)."""
+                  generator: torch.Generator | None = None, autocast=None) -> float:
+    """Mean loss over ``eval_iters`` random batches of ``data`` in eval mode (nanoGPT's ``estimate_loss``),
+    inside ``autocast`` (a context manager, e.g. from :func:`~transformer_course.device.mixed_precision`)."""
     from .corpus import get_batch
 
     was_training = model.training
@@ -272,7 +274,8 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, *, batch_size: int, eval
     losses = []
     for _ in range(eval_iters):
         x, y = get_batch(data, model.config.block_size, batch_size, generator=generator, device=device)
-        losses.append(model(x, y)[1].item())
+        with autocast if autocast is not None else contextlib.nullcontext():
+            losses.append(model(x, y)[1].item())
     model.train(was_training)
     return sum(losses) / len(losses)
 
@@ -280,7 +283,7 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, *, batch_size: int, eval
 def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, iters: int, batch_size: int,
               lr: float = 1e-3, min_lr: float = 1e-4, warmup: int = 100, weight_decay: float = 0.1,
               betas=(0.9, 0.99), grad_clip: float = 1.0, eval_every: int | None = None, eval_iters: int = 20,
-              generator: torch.Generator | None = None, progress: bool = True) -> dict:
+              generator: torch.Generator | None = None, progress: bool = True, precision: str = "auto") -> dict:
     """Train ``model`` on random windows of ``train_ids`` with nanoGPT's ``shakespeare_char`` recipe.
 
     AdamW (``betas``, weight decay on matrices only), linear warm-up for
@@ -288,6 +291,10 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
     gradients clipped to norm ``grad_clip``.  Every ``eval_every`` steps (default
     ``iters // 10``) and at the end, the mean loss over ``eval_iters`` batches of
     the training and validation data is recorded.
+
+    ``precision`` (:func:`~transformer_course.device.mixed_precision`): ``"auto"`` trains with
+    bfloat16 autocast on GPUs that support it, float16 with a gradient scaler on older GPUs and
+    float32 on a CPU; ``"fp32"``, ``"bf16"``, ``"fp16"`` force one.
 
     The random draws come in nanoGPT's order, so ``torch.manual_seed(1337)`` before
     building the model and ``generator=None`` replay nanoGPT's run draw for draw
@@ -299,9 +306,11 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
     from tqdm.auto import tqdm
 
     from .corpus import get_batch
+    from .device import mixed_precision
 
     eval_every = eval_every or max(1, iters // 10)
     device = next(model.parameters()).device
+    autocast, scaler = mixed_precision(device, precision)
     block_size = model.config.block_size
     optimizer = configure_optimizer(model, lr=lr, weight_decay=weight_decay, betas=betas)
     history: dict = {"step": [], "train": [], "val": [], "loss": []}
@@ -309,9 +318,9 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
     def evaluate(step: int) -> None:
         history["step"].append(step)
         history["train"].append(estimate_loss(model, train_ids, batch_size=batch_size, eval_iters=eval_iters,
-                                              generator=generator))
+                                              generator=generator, autocast=autocast))
         history["val"].append(estimate_loss(model, val_ids, batch_size=batch_size, eval_iters=eval_iters,
-                                            generator=generator))
+                                            generator=generator, autocast=autocast))
 
     model.train()
     # nanoGPT's order of random draws, so that a run seeded like nanoGPT's (torch.manual_seed(1337)
@@ -325,13 +334,22 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, ite
         if it % eval_every == 0:
             evaluate(it)
             bar.set_postfix(train=f"{history['train'][-1]:.3f}", val=f"{history['val'][-1]:.3f}")
-        _, loss = model(x, y)
+        with autocast:
+            _, loss = model(x, y)
         x, y = get_batch(train_ids, block_size, batch_size, generator=generator, device=device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        else:                                   # float16: scale the loss up, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
         history["loss"].append(loss.item())
     evaluate(iters)
     bar.set_postfix(train=f"{history['train'][-1]:.3f}", val=f"{history['val'][-1]:.3f}")

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .kernels import naive_attention, peak_memory  # noqa: F401  (08 measures what 10 explains)
 
 __all__ = [
     "GPT2_SMALL", "GPT3_175B", "BERT_BASE",
@@ -453,71 +454,6 @@ def isoflop_fit(runs: Mapping[str, np.ndarray], optimum: Callable = isoflop_opti
 
 
 # ------------------------------------------------------ attention's n^2 cost ---
-
-def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
-    """Attention the way notebook 02 writes it: the whole ``(T, T)`` score matrix, then softmax, then values."""
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if causal:
-        T = q.shape[-2]
-        allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v
-
-
-class _LiveTensors(torch.utils._python_dispatch.TorchDispatchMode):
-    """Follows every tensor an operator creates (its storage's bytes) and records the peak of the
-    bytes alive at once.  It sees what operators return, not a fused kernel's private scratch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.current = 0
-        self.peak = 0
-
-    def _track(self, t: torch.Tensor) -> None:
-        try:
-            storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):
-            return
-        key = storage.data_ptr()
-        if key == 0 or key in self.live:
-            return
-        size = storage.nbytes()
-        self.live[key] = size
-        self.current += size
-        self.peak = max(self.peak, self.current)
-        weakref.finalize(storage, self._release, key)
-
-    def _release(self, key: int) -> None:
-        self.current -= self.live.pop(key, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in torch.utils._pytree.tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self._track(t)
-        return out
-
-
-def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
-    """Peak bytes of the tensors ``fn()`` allocates beyond what existed before: the CUDA allocator's
-    peak on a GPU; on a CPU, the peak of the bytes alive at once among the tensors its operators create."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        out = fn()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
-        del out
-        return int(peak)
-    with _LiveTensors() as mode:
-        out = fn()
-        peak = mode.peak
-    del out
-    return int(peak)
-
 
 def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     def sync():
