@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 		echo "note: on Linux, PyPI's torch wheel brings several GB of CUDA libraries unless pip finds a"; \
 		echo "      CPU build (a local wheel, or TORCH_PIP_ARGS with PyTorch's CPU index: see README)."; fi
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,gpu]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -122,6 +122,13 @@ def _tile_mask(i0: int, i1: int, j0: int, j1: int, causal: bool, mask: torch.Ten
     return allowed
 
 
+def _expand_mask(mask: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor | None:
+    """The mask as a ``(..., n_q, n_k)`` view (no copy), so that tiles can be sliced out of it."""
+    if mask is None:
+        return None
+    return mask.expand(*torch.broadcast_shapes(mask.shape, q.shape[:-1] + (k.shape[-2],)))
+
+
 def _accumulator_dtype(q: torch.Tensor) -> torch.dtype:
     """float32 running statistics for float16/bfloat16/float32 inputs (as the GPU kernels keep), float64 for float64."""
     return torch.float64 if q.dtype == torch.float64 else torch.float32
@@ -149,6 +156,7 @@ def tiled_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     n_q, n_k = q.shape[-2], k.shape[-2]
     acc_dtype = _accumulator_dtype(q)
+    mask = _expand_mask(mask, q, k)
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:-1], dtype=acc_dtype, device=q.device)
     for i0 in range(0, n_q, block_q):
@@ -193,6 +201,7 @@ def tiled_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     n_q, n_k = q.shape[-2], k.shape[-2]
     acc_dtype = _accumulator_dtype(q)
+    mask = _expand_mask(mask, q, k)
     dq = torch.zeros(q.shape, dtype=acc_dtype, device=q.device)
     dk = torch.zeros(k.shape, dtype=acc_dtype, device=q.device)
     dv = torch.zeros(v.shape, dtype=acc_dtype, device=q.device)
@@ -467,7 +476,8 @@ def use_flash_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
 
 class TensorWatch(torch.utils._python_dispatch.TorchDispatchMode):
     """Watches every tensor the operators inside it create: the peak of the bytes alive at once
-    (``peak``) and the largest single tensor (``largest_shape``, ``largest_numel``).
+    (``peak``) and the largest tensor with memory of its own (``largest_shape``, ``largest_numel``;
+    views such as an expanded mask or a slice are not new memory).
 
     It sees what operators return, not a fused kernel's private scratch, and not the tensors
     created by a Triton kernel (which bypasses torch's operators)."""
@@ -481,15 +491,15 @@ class TensorWatch(torch.utils._python_dispatch.TorchDispatchMode):
         self.largest_shape: tuple[int, ...] = ()
 
     def _track(self, t: torch.Tensor) -> None:
-        if t.numel() > self.largest_numel:
-            self.largest_numel, self.largest_shape = t.numel(), tuple(t.shape)
         try:
             storage = t.untyped_storage()
         except (RuntimeError, NotImplementedError):
             return
         key = storage.data_ptr()
         if key == 0 or key in self.live:
-            return
+            return                      # a view of memory already counted (an expanded mask, a slice)
+        if t.numel() > self.largest_numel:
+            self.largest_numel, self.largest_shape = t.numel(), tuple(t.shape)
         size = storage.nbytes()
         self.live[key] = size
         self.current += size
