@@ -477,8 +477,10 @@ def use_flash_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
 
 class TensorWatch(torch.utils._python_dispatch.TorchDispatchMode):
     """Watches every tensor the operators inside it create: the peak of the bytes alive at once
-    (``peak``) and the largest tensor with memory of its own (``largest_shape``, ``largest_numel``;
-    views such as an expanded mask or a slice are not new memory).
+    (``peak``), the largest tensor with memory of its own (``largest_shape``, ``largest_numel``;
+    views such as an expanded mask or a slice are not new memory), and the most entries one tensor
+    holds in its last two axes (``largest_matrix``, ``largest_matrix_shape``: a score matrix per head
+    is ``n_q * n_k`` however the batch and heads are laid out before them).
 
     It sees what operators return, not a fused kernel's private scratch, and not the tensors
     created by a Triton kernel (which bypasses torch's operators)."""
@@ -490,6 +492,8 @@ class TensorWatch(torch.utils._python_dispatch.TorchDispatchMode):
         self.peak = 0
         self.largest_numel = 0
         self.largest_shape: tuple[int, ...] = ()
+        self.largest_matrix = 0                     # the most entries in the last two axes of one tensor
+        self.largest_matrix_shape: tuple[int, ...] = ()
 
     def _track(self, t: torch.Tensor) -> None:
         try:
@@ -501,6 +505,9 @@ class TensorWatch(torch.utils._python_dispatch.TorchDispatchMode):
             return                      # a view of memory already counted (an expanded mask, a slice)
         if t.numel() > self.largest_numel:
             self.largest_numel, self.largest_shape = t.numel(), tuple(t.shape)
+        trailing = math.prod(t.shape[-2:])
+        if trailing > self.largest_matrix:
+            self.largest_matrix, self.largest_matrix_shape = trailing, tuple(t.shape)
         size = storage.nbytes()
         self.live[key] = size
         self.current += size
