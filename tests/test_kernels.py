@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer_course import kernels
-from transformer_course.attention import attention
+from transformer_course.attention import attention, use_flash_attention
 from transformer_course.device import mixed_precision
 from transformer_course.gpt import GPT, GPTConfig, train_gpt
 
@@ -242,14 +242,14 @@ def test_gpt_with_flash_attention_matches_sdpa_forward_and_backward():
     loss.backward()
     ref_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    kernels.use_flash_attention(model)
+    use_flash_attention(model)
     assert {m.backend for m in model.modules() if hasattr(m, "backend")} == {"flash"}
     logits2, loss2 = model(idx, idx)
     loss2.backward()
     torch.testing.assert_close(logits2, logits, rtol=0, atol=1e-10)
     for g, r in zip((p.grad for p in model.parameters()), ref_grads):
         torch.testing.assert_close(g, r, rtol=0, atol=1e-10)
-    kernels.use_flash_attention(model, False)
+    use_flash_attention(model, False)
     assert {m.backend for m in model.modules() if hasattr(m, "backend")} == {"sdpa"}
 
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 def test_there_are_notebooks():
     assert {"01_rnn_limitations", "02_attention", "03_multi_head_attention", "04_positional_encoding",
-            "05_transformer_blocks", "06_bert", "07_gpt", "08_scaling", "09_clip"} <= set(NAMES), NAMES
+            "05_transformer_blocks", "06_bert", "07_gpt", "08_scaling", "09_clip",
+            "10_efficient_attention"} <= set(NAMES), NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -65,6 +65,8 @@ FIRST_EXERCISE = {
     "08_scaling": ("gpt2_param_count", "gpt2_param_count_test", "return V * d + P * d + L * block + 2 * d",
                    "return 2 * V * d + P * d + L * block + 2 * d"),
     "09_clip": ("patchify", "patchify_test", ".permute(0, 2, 4, 1, 3, 5)", ".permute(0, 2, 4, 3, 5, 1)"),
+    "10_efficient_attention": ("online_softmax", "online_softmax_test", "return torch.exp(x - m[..., None]) / l[..., None]",
+                               "return torch.exp(x - m[..., None]) / l[..., None] + 1e-3"),
 }
 
 #: (name, attack code run after the wrong answer, code that undoes it, what must be reported)

@@ -62,9 +62,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import inspect
 import math
-import statistics
 import time
 
 import ipywidgets as widgets
@@ -521,7 +519,7 @@ check.tiled_attention_backward(tiled_attention_backward)
 # Your forward and backward together are a differentiable attention: wrap them in a
 # `torch.autograd.Function`, and autograd calls your backward instead of its own. The package's
 # `kernels.flash_attention` is exactly this, and the course's attention layers switch to it with
-# `kernels.use_flash_attention(model)`.
+# `transformer_course.attention.use_flash_attention(model)`.
 
 # %%
 class YourFlashAttention(torch.autograd.Function):
@@ -563,7 +561,7 @@ print("largest gradient difference from autograd:",
 # diagonal. It uses plain pointer arithmetic rather than `tl.make_block_ptr`, which newer Tritons removed.
 
 # %%
-print(inspect.getsource(kernels._flash_forward_kernel))
+print(kernels.triton_kernel_source())
 
 # %% [markdown]
 # **[GPU]** On a CPU the next cell runs the kernel under Triton's interpreter, which executes each program

@@ -45,6 +45,7 @@ __all__ = [
     "merge_heads",
     "KVCache",
     "MultiHeadAttention",
+    "use_flash_attention",
     "mha_param_count",
     "load_torch_mha",
 ]
@@ -325,7 +326,7 @@ class MultiHeadAttention(nn.Module):
     ``"flash"`` calls :func:`transformer_course.kernels.flash_attention` (the course's tiled
     path, or its Triton kernel on a GPU), except where weights are asked for, a float mask is
     given or dropout is active, which take the plain path.
-    :func:`transformer_course.kernels.use_flash_attention` switches a whole model.
+    :func:`use_flash_attention` switches a whole model.
     """
 
     backend = "sdpa"
@@ -388,6 +389,17 @@ class MultiHeadAttention(nn.Module):
             out, weights = attention(q, k, v, mask, is_causal=is_causal, need_weights=need_weights,
                                      dropout_p=dropout_p)
         return self.out_proj(merge_heads(out)), weights                  # (B, T_q, d_model)
+
+
+def use_flash_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every :class:`MultiHeadAttention` in ``model`` to
+    :func:`transformer_course.kernels.flash_attention` (``enabled=False``: back to
+    ``scaled_dot_product_attention``).  A layer asked for its weights, given a float mask or
+    running dropout on its weights still takes the plain path.  Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.backend = "flash" if enabled else "sdpa"
+    return model
 
 
 def mha_param_count(d_model: int, n_heads: int, bias: bool = True) -> int:

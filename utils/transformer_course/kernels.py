@@ -1,7 +1,7 @@
 """Efficient attention: the online softmax, tiled (FlashAttention) attention in torch, and a Triton kernel.
 
 Taught in notebook 10 (efficient attention); measured in 08 (scaling); used by every
-attention layer of the package through :func:`use_flash_attention` (05 to 09).
+attention layer of the package through :func:`transformer_course.attention.use_flash_attention`.
 
 Attention's cost is mostly memory traffic, not arithmetic: the plain version writes the
 ``(n_q, n_k)`` score matrix, reads it back for the softmax, writes the weights and reads
@@ -41,7 +41,6 @@ import weakref
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 
 try:                                    # optional: the GPU extra (Linux); everything else works without it
     import triton
@@ -58,8 +57,8 @@ __all__ = [
     "TiledAttention",
     "triton_available",
     "triton_attention_forward",
+    "triton_kernel_source",
     "flash_attention",
-    "use_flash_attention",
     "TensorWatch",
     "peak_memory",
 ]
@@ -335,6 +334,13 @@ def _flash_forward_kernel(
 TRITON_INTERPRET = triton is not None and os.environ.get("TRITON_INTERPRET", "0") == "1"
 _flash_forward = triton.jit(_flash_forward_kernel) if triton is not None else None
 
+def triton_kernel_source() -> str:
+    """The Triton kernel's source, to read (notebook 10 prints it)."""
+    import inspect
+
+    return inspect.getsource(_flash_forward_kernel)
+
+
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -456,21 +462,6 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
         def forward(q, k, v, **kw):
             return tiled_attention_forward(q, k, v, **kw, **blocks)
     return TiledAttention.apply(q, k, v, bool(causal), scale, mask, forward)
-
-
-def use_flash_attention(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every :class:`~transformer_course.attention.MultiHeadAttention` in ``model`` to
-    :func:`flash_attention` (``enabled=False``: back to ``scaled_dot_product_attention``).
-
-    A layer asked for its weights, or running dropout on them, still takes the plain path.
-    Returns ``model``.
-    """
-    from .attention import MultiHeadAttention     # attention imports this module for the switch
-
-    for module in model.modules():
-        if isinstance(module, MultiHeadAttention):
-            module.backend = "flash" if enabled else "sdpa"
-    return model
 
 
 # ---------------------------------------------------------- measuring memory ---
