@@ -11,7 +11,10 @@ Prints, from measurements taken in this run on this machine (ratios, not absolut
    recomputing the whole context each step, with the same tokens asserted;
 3. the package's attention (``transformer_course.attention.attention``) against
    ``torch.nn.functional.scaled_dot_product_attention`` for lengths 128 to 2048 (causal, 4 heads of 64);
-4. with --full: 2,000 iterations of the recipe on Tiny Shakespeare (from the course's cache, or seeded
+4. the package GPT's training step per precision (float32, bfloat16 autocast, on a GPU float16 with a
+   gradient scaler) and with its attention layers on the course's ``flash_attention``, on --device
+   (CUDA when present: GPT-2 small's shape; else the CPU recipe);
+5. with --full: 2,000 iterations of the recipe on Tiny Shakespeare (from the course's cache, or seeded
    from ../shared/data/tinyshakespeare.txt when that file exists) and the validation loss, replaying
    nanoGPT's run: its seed (1337) set before the model is built, the global generator for the
    initialisation and every batch, in nanoGPT's order; nanoGPT's 20-batch estimate and a 400-batch one.
@@ -115,13 +118,65 @@ def attention_vs_sdpa(repeats: int = 7) -> None:
         print(f"   {T:>5} {1000 * a:>11.2f} {1000 * b:>9.2f} {a / b:>13.2f}")
 
 
+def precision_and_attention(device: torch.device, steps: int) -> None:
+    """The package GPT's training step on ``device`` in each precision train_gpt offers there, and with the
+    attention layers on the course's flash_attention, interleaved step by step (median)."""
+    from transformer_course.attention import use_flash_attention
+    from transformer_course.device import mixed_precision
+
+    if device.type == "cuda":   # GPT-2 small's shape at a context of 1024: large enough to fill a GPU
+        config, batch = GPTConfig(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768), 8
+        variants = [("fp32", "sdpa"), ("bf16", "sdpa"), ("fp16", "sdpa"), ("bf16", "flash")]
+    else:                       # the CPU recipe
+        config, batch = GPTConfig(**RECIPE), 12
+        variants = [("fp32", "sdpa"), ("bf16", "sdpa"), ("fp32", "flash")]
+    torch.manual_seed(0)
+    model = GPT(config).to(device)
+    opt = configure_optimizer(model, lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))
+    data = torch.randint(config.vocab_size, (500_000,), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(2)
+
+    def step(precision: str, attn: str) -> float:
+        use_flash_attention(model, attn == "flash")
+        autocast, scaler = mixed_precision(device, precision)
+        x, y = corpus.get_batch(data, config.block_size, batch, generator=gen, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast:
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for v in variants * 3:                                 # warm-up: kernels, autotuning, the Triton compile
+        step(*v)
+    times: dict = {v: [] for v in variants}
+    for i in range(steps):
+        for v in (variants if i % 2 == 0 else variants[::-1]):
+            times[v].append(step(*v))
+    base = statistics.median(times[variants[0]])
+    print(f"4. training step of the package GPT on {device} ({config.n_layer} layers x {config.n_embd}, context "
+          f"{config.block_size}, batch {batch}; {steps} interleaved steps, median):")
+    for (precision, attn), ts in times.items():
+        t = statistics.median(ts)
+        print(f"   {precision:>4} {attn:>5} attention {1000 * t:8.1f} ms   {base / t:5.2f}x fp32 sdpa's speed")
+
+
 def full_run() -> None:
     shared = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
     try:
         text = corpus.load_tiny_shakespeare(download=False)
     except corpus.CorpusUnavailable:
         if not shared.exists():
-            print("4. skipped: Tiny Shakespeare is neither cached nor in ../shared/data")
+            print("5. skipped: Tiny Shakespeare is neither cached nor in ../shared/data")
             return
         text = shared.read_text(encoding="utf-8")
         assert len(text.encode()) == corpus.TINY_SHAKESPEARE_BYTES
@@ -138,7 +193,7 @@ def full_run() -> None:
     elapsed = time.perf_counter() - start
     # the 20-batch estimate is noisy (about 0.02): a 400-batch estimate of the same model beside it
     precise = estimate_loss(model, val, batch_size=12, eval_iters=400, generator=torch.Generator().manual_seed(0))
-    print(f"4. 2,000 iterations on Tiny Shakespeare, seeded as nanoGPT's run: {elapsed:.0f} s "
+    print(f"5. 2,000 iterations on Tiny Shakespeare, seeded as nanoGPT's run: {elapsed:.0f} s "
           f"({1000 * elapsed / 2000:.1f} ms per iteration including evaluations)")
     print(f"   step 2000: train loss {history['train'][-1]:.4f}, val loss {history['val'][-1]:.4f} "
           f"(nanoGPT's run on this kind of machine: val 1.886; target val <= 1.89)")
@@ -150,13 +205,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--full", action="store_true", help="also train 2,000 iterations on Tiny Shakespeare")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None, help="for section 4 (default: cuda when present, else cpu)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; section 4 on {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     step_times(args.steps)
     kv_cache()
     attention_vs_sdpa()
+    precision_and_attention(device, args.steps)
     if args.full:
         full_run()
 
