@@ -6,6 +6,8 @@ The tiled torch path runs everywhere; the Triton kernel runs here under Triton's
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import pytest
 import torch
@@ -313,6 +315,38 @@ def test_triton_kernel_refuses_what_it_cannot_run():
         kernels.flash_attention(q, k, v, mask=torch.ones(8, 8, dtype=torch.bool), backend="triton")
     with pytest.raises(ValueError, match="head size"):
         kernels.triton_attention_forward(*qkv(1, 1, 4, 4, 300, dtype=torch.float32))
+
+
+@needs_triton
+def test_gpu_launch_falls_back_to_smaller_tiles_when_shared_memory_runs_out(monkeypatch):
+    """On a GPU with less shared memory than an H100 the first tile size fails to launch: the next is tried."""
+    import triton
+
+    tried = []
+
+    class FakeKernel:
+        def __getitem__(self, grid):
+            def launch(*args, BLOCK_M, BLOCK_N, num_warps, num_stages, **consts):
+                tried.append((BLOCK_M, BLOCK_N, num_stages, grid))
+                if BLOCK_M * BLOCK_N * num_stages > 64 * 64 * 2:
+                    raise triton.runtime.errors.OutOfResources(200_000, 100_000, "shared memory")
+            return launch
+
+    monkeypatch.setattr(kernels, "TRITON_INTERPRET", False)
+    monkeypatch.setattr(kernels, "_flash_forward", FakeKernel())
+    monkeypatch.setattr(kernels, "_triton_unsupported", lambda *args: None)     # CPU tensors stand in for CUDA ones
+    q, k, v = qkv(2, 3, 300, 300, 64, dtype=torch.float16)
+    kernels.triton_attention_forward(q, k, v)
+    assert [t[:3] for t in tried] == [(128, 64, 3), (64, 64, 2)]
+    assert tried[-1][3] == (5, 6)                               # ceil(300 / 64) query tiles, B * H programs
+    tried.clear()
+    kernels.triton_attention_forward(*qkv(1, 1, 8, 8, 128, dtype=torch.float32))
+    assert tried[0][:3] == (64, 64, 2)                         # float32 rows of 128: the largest tiles are skipped
+
+
+@pytest.mark.skipif(not (os.environ.get("CI") == "true" and sys.platform == "linux"), reason="CI on Linux only")
+def test_ci_on_linux_has_triton_so_the_interpreter_tests_run():
+    assert kernels.triton_available(), "make test installs the gpu extra (Triton) on Linux: it is missing"
 
 
 @pytest.mark.skipif(kernels.triton_available(), reason="Triton is installed")
