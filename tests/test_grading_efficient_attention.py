@@ -114,6 +114,7 @@ def online_softmax(x, block_size):
         l = l + torch.exp(x[..., start:start + block_size]).sum(dim=-1)
     return torch.exp(x) / l[..., None]
 '''
+    fails_with(check.online_softmax_example, answer("online_softmax", source), hint="overflows")
     fails_with(check.online_softmax, answer("online_softmax", source), hint="overflows")
 
 
@@ -161,6 +162,7 @@ def test_tiled_forward_mistakes(old, new, hint):
 ])
 def test_tiled_forward_causal_mask_on_the_wrong_tiles(old, new, hint):
     fn = mistake("tiled_attention", old, new)
+    fails_with(check.tiled_attention_example, fn, hint=hint)     # unequal tiles: the worked example shows it too
     fails_with(check.tiled_attention, fn, hint=hint)
 
 
@@ -260,7 +262,16 @@ def test_backward_mistakes(old, new, hint):
 
 def test_backward_without_the_causal_mask():
     fn = mistake("tiled_attention_backward", "if causal and j1 - 1 > i0:", "if False:")
+    fails_with(check.tiled_attention_backward_example, fn, hint="need the causal mask too")
     fails_with(check.tiled_attention_backward, fn, hint="need the causal mask too")
+
+
+def test_backward_mask_in_tile_coordinates():
+    fn = mistake("tiled_attention_backward",
+                 "future = torch.arange(j0, j1, device=q.device)[None, :] > torch.arange(i0, i1, device=q.device)[:, None]",
+                 "future = torch.arange(j1 - j0)[None, :] > torch.arange(i1 - i0)[:, None]")
+    fails_with(check.tiled_attention_backward_example, fn, hint="tile coordinates")
+    fails_with(check.tiled_attention_backward, fn, hint="tile coordinates")
 
 
 def test_backward_through_autograd_of_the_full_matrix_fails():

@@ -16,7 +16,7 @@
 # Every notebook since 02 computed attention the same way: the whole $(n_q, n_k)$ matrix of scores,
 # a softmax over it, then the weighted sum of values. Notebook 08 measured what that costs: time and
 # memory growing with $T^2$. Yet `scaled_dot_product_attention` was several times faster and its
-# memory stayed flat. This notebook opens that box. Why is the plain version slow even though its
+# memory grew only linearly. This notebook opens that box. Why is the plain version slow even though its
 # arithmetic is the same? How can a softmax be computed without ever seeing a whole row? And what does
 # a GPU kernel that does all this look like?
 #
@@ -113,16 +113,20 @@ print("device:", device, "| Triton:", "installed" if kernels.triton_available() 
 # **32 FLOP/byte** for $d = 64$ in bfloat16, a ninth of the H100's ridge. The plain version spends most of
 # its time writing and reading the $T \times T$ matrices, not multiplying.
 #
-# FlashAttention (Dao et al. 2022) keeps each tile of $S$ and $P$ in the chip's on-chip memory (SRAM,
-# about 228 KB per streaming multiprocessor on an H100) and never writes them out. It reads $Q$ and
-# writes $O$ once, and reads $K$ and $V$ once per tile of $B_q$ queries: about
-# $2Td + 2Td \cdot T / B_q$ numbers, an intensity of about $2 B_q / b$ for large $T$: 128 FLOP/byte with
-# $B_q = 128$ in bfloat16, four times the plain version's, and its memory use is linear in $T$.
+# FlashAttention (Dao et al. 2022; in the form taught here, FlashAttention-2, Dao 2023) keeps each tile of
+# $S$ and $P$ in the chip's on-chip memory (SRAM, about 228 KB per streaming multiprocessor on an H100) and
+# never writes them out. It reads $Q$ and writes $O$ once, and reads $K$ and $V$ once per tile of $B_q$
+# queries: about $2Td + 2Td \cdot T / B_q$ numbers, an intensity of about $2 B_q / b$ for large $T$:
+# 128 FLOP/byte with $B_q = 128$ in bfloat16, four times the plain version's, and its memory use is linear
+# in $T$. That is still below the H100's ridge by this count, but the count is an upper bound: query tiles
+# that run at the same time read the same $K$ and $V$ tiles, which the 50 MB L2 cache serves after the
+# first read, so the main-memory traffic is lower, and tuned kernels reach a large share of the peak
+# (FlashAttention-3 reports about 75% of an H100's, Shah et al. 2024).
 
 # %%
-PEAKS = {  # (peak FLOP/s, memory bandwidth in bytes/s): published figures, dense
-    "H100 SXM (bf16 tensor cores)": (989e12, 3.35e12),
-    "laptop CPU (fp32, 4 cores)": (0.5e12, 60e9),
+PEAKS = {  # (peak FLOP/s, memory bandwidth in bytes/s), dense
+    "H100 SXM (bf16 tensor cores)": (989e12, 3.35e12),     # NVIDIA's H100 datasheet
+    "laptop CPU (fp32, 4 cores)": (0.5e12, 60e9),          # a typical figure, not a published one
 }
 
 
@@ -142,14 +146,17 @@ for d, style in ((64, "-"), (128, "--")):
     ax.plot(Ts, [f / t for f, _, t in traffic], "s" + style, color="C0", label=f"tiled (FlashAttention), d={d}, B_q=128")
 for (name, (peak, bandwidth)), colour in zip(PEAKS.items(), ("k", "grey")):
     ax.axhline(peak / bandwidth, color=colour, lw=1, ls=":")
-    ax.text(Ts[0], peak / bandwidth * 1.08, f"ridge point, {name}: {peak / bandwidth:.0f}", fontsize=8)
+    ax.text(Ts[0], peak / bandwidth * 1.1, f"ridge point, {name}: {peak / bandwidth:.0f}", fontsize=8)
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
+ax.set_ylim(5, 600)
+ax.set_yticks([8, 16, 32, 64, 128, 295])
+ax.set_yticklabels(["8", "16", "32", "64", "128", "295"])
+ax.minorticks_off()
 ax.set_xlabel("sequence length T (positions)")
 ax.set_ylabel("arithmetic intensity (FLOP / byte)")
-ax.set_title("Attention's FLOPs per byte moved (bfloat16, one head)")
+ax.set_title("Attention's FLOPs per byte moved (bfloat16 traffic, one head)")
 ax.legend(fontsize=8, loc="lower right")
-plain_log_ticks(ax, "y")
 plt.tight_layout()
 plt.show()
 
@@ -175,7 +182,8 @@ def roofline(T=4096, d=64, fmt="bfloat16 (2 bytes)", machine=list(PEAKS)[0], blo
 widgets.interact(roofline,
                  T=widgets.SelectionSlider(options=[int(t) for t in Ts], value=4096, description="T"),
                  d=widgets.Dropdown(options=[32, 64, 128, 256], value=64),
-                 fmt=widgets.Dropdown(options=["bfloat16 (2 bytes)", "float32 (4 bytes)"], description="format"),
+                 fmt=widgets.Dropdown(options=["bfloat16 (2 bytes)", "float16 (2 bytes)", "float32 (4 bytes)"],
+                                      description="format"),
                  machine=widgets.Dropdown(options=list(PEAKS)),
                  block_q=widgets.Dropdown(options=[32, 64, 128, 256], value=128, description="B_q"));
 
@@ -211,7 +219,7 @@ widgets.interact(roofline,
 # <details><summary>Hint 1</summary>
 #
 # Keep `m` and `l` with the shape `x.shape[:-1]` (one per row). `torch.maximum(m, block.amax(dim=-1))`
-# gives the new maximum; `torch.full(shape, -math.inf, dtype=x.dtype)` starts `m`.
+# gives the new maximum; `torch.full(shape, -math.inf, dtype=x.dtype, device=x.device)` starts `m`.
 # </details>
 #
 # <details><summary>Hint 2</summary>
@@ -245,7 +253,8 @@ check.online_softmax(online_softmax)
 
 # %% [markdown]
 # Watch the statistics of one row whose values rise, block after block. Each time the maximum grows, the
-# rescaled sum drops back before the new block's terms are added; the sum without rescaling only grows.
+# rescaled sum shrinks by $e^{m - m'}$ before the new block's terms are added, so it stays near the true
+# sum; the sum without rescaling only grows.
 
 # %%
 row = torch.linspace(0, 12, 48, dtype=torch.float64) + 0.8 * torch.randn(48, dtype=torch.float64)
@@ -261,7 +270,8 @@ for start in range(0, len(row), block):
     ms.append(m), ls.append(l), naive_ls.append(l_naive)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax1.plot(row.numpy(), ".", color="grey", label="x")
-ax1.step(np.arange(block, len(row) + 1, block) - 1, ms, where="post", color="C3", label="running max m")
+ax1.hlines(ms, np.arange(0, len(row), block), np.arange(block, len(row) + 1, block) - 1, color="C3",
+           label="running max m after each block")
 ax1.set_xlabel("position in the row")
 ax1.set_ylabel("value")
 ax1.set_title("The running maximum, block by block")
@@ -339,7 +349,8 @@ plt.show()
 # `(B, H, n_q, d_v)`, equal to `F.scaled_dot_product_attention(q, k, v, is_causal=causal)`, and the
 # log-sum-exp of each query's scaled scores, `(B, H, n_q)`, equal to `torch.logsumexp` over the keys of
 # $QK^\top/\sqrt d$ (masked when causal). Lengths need not be multiples of the tiles, and $n_q$ may differ
-# from $n_k$ (causal means $j \le i$, as `is_causal` does). Never build the `(n_q, n_k)` score matrix:
+# from $n_k$ (causal means $j \le i$ counted from the start of both, as `is_causal` does; the flash-attn
+# library aligns the diagonal to the end instead when $n_q \ne n_k$). Never build the `(n_q, n_k)` score matrix:
 # the check watches every tensor your code creates. Work in the inputs' dtype.
 #
 # <details><summary>Hint 1</summary>
@@ -353,9 +364,10 @@ plt.show()
 # <details><summary>Hint 2</summary>
 #
 # Causal: the key loop can stop at `min(n_k, i1)` (later tiles are all hidden). In the tiles that cross the
-# diagonal, compare global positions: `torch.arange(j0, j1)[None, :] > torch.arange(i0, i1)[:, None]` is
-# `True` where the key is in the future; fill those scores with `-math.inf`. Key 0 is in the first tile
-# and every query sees it, so no row's maximum stays $-\infty$.
+# diagonal, compare global positions: `torch.arange(j0, j1, device=q.device)[None, :] >
+# torch.arange(i0, i1, device=q.device)[:, None]` is `True` where the key is in the future; fill those
+# scores with `-math.inf`. Key 0 is in the first tile and every query sees it, so no row's maximum stays
+# $-\infty$.
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "tiled_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -426,12 +438,15 @@ ax.set_yscale("log")
 ax.set_xlabel("sequence length T")
 ax.set_ylabel("peak extra memory (MiB)")
 ax.set_title("Causal attention, 4 heads of 64, float32: memory")
-plain_log_ticks(ax, "y")
+ax.set_yticks([1, 3, 10, 30, 100, 300, 1000])
+ax.set_yticklabels(["1", "3", "10", "30", "100", "300", "1000"])
+ax.minorticks_off()
 ax.legend()
 plt.tight_layout()
 plt.show()
 for T, shape in largest.items():
-    print(f"T = {T}: the largest tensor yours created is {shape}; the naive version's is (1, 4, {T}, {T})")
+    print(f"T = {T}: the most entries in the last two axes of a tensor yours created: {shape}; "
+          f"the naive version's: (1, 4, {T}, {T})")
 
 # %% [markdown]
 # Doubling $T$ quadruples the naive version's memory (the $T \times T$ scores and weights) and only doubles
@@ -525,14 +540,14 @@ check.tiled_attention_backward(tiled_attention_backward)
 class YourFlashAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal):
-        out, lse = tiled_attention(q, k, v, causal=causal, block_q=32, block_k=32)
+        out, lse = tiled_attention(q, k, v, causal=causal, block_q=32, block_k=24)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.causal = causal
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        dq, dk, dv = tiled_attention_backward(*ctx.saved_tensors, dout, causal=ctx.causal, block_q=32, block_k=32)
+        dq, dk, dv = tiled_attention_backward(*ctx.saved_tensors, dout, causal=ctx.causal, block_q=32, block_k=24)
         return dq, dk, dv, None
 
 
@@ -558,7 +573,8 @@ print("largest gradient difference from autograd:",
 # The package's kernel, below, is your exercise 2 in that form. Three details differ: the
 # running statistics are float32 whatever the inputs' type; it works in base 2 (`exp2`, one instruction,
 # with the scale multiplied by $\log_2 e$); and the causal loop's upper bound skips the tiles above the
-# diagonal. It uses plain pointer arithmetic rather than `tl.make_block_ptr`, which newer Tritons removed.
+# diagonal. It computes its addresses with plain pointer arithmetic, which every Triton version accepts, rather
+# than block pointers (`tl.make_block_ptr`), which Triton has dropped from 3.8 on in favour of tensor descriptors.
 
 # %%
 print(kernels.triton_kernel_source())
@@ -582,7 +598,7 @@ else:
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    out_yours, lse_yours = tiled_attention(q.float(), k.float(), v.float(), causal=True, block_q=64, block_k=64)
+    out_yours, lse_yours = tiled_attention(q.float(), k.float(), v.float(), causal=True, block_q=64, block_k=48)
     print(f"Triton kernel ({'interpreted' if kernels.TRITON_INTERPRET else 'compiled'}) on {tuple(shape)}: "
           f"{elapsed * 1e3:.0f} ms including {'interpretation' if kernels.TRITON_INTERPRET else 'compilation'}")
     print("largest difference from your tiled_attention: output",
@@ -592,10 +608,10 @@ else:
 # %% [markdown]
 # ## 6. Timing on your machine
 #
-# Four versions of causal attention, 4 heads of 64, float32 on a CPU: the naive one, yours (tiles of
-# 128 × 128), the package's tiled torch path (`kernels.flash_attention`, tiles of 256 × 128 on a CPU)
-# and torch's fused `scaled_dot_product_attention` (one C++ or CUDA kernel); on a GPU also the Triton
-# kernel, in bfloat16. Best of three runs each, forward only.
+# Four versions of causal attention, 4 heads of 64: the naive one, yours (tiles of 128 × 128), the
+# package's tiled torch path (`kernels.flash_attention`, tiles of 256 × 128 on a CPU) and torch's fused
+# `scaled_dot_product_attention` (one C++ or CUDA kernel); on a GPU also the Triton kernel. All in float32
+# on a CPU and in bfloat16 on a GPU (where the tensor cores need it). Best of three runs each, forward only.
 
 # %%
 def best_time(fn, repeats=3):
@@ -621,9 +637,10 @@ versions = {
 if device.type == "cuda" and kernels.triton_available():
     versions["Triton"] = lambda q, k, v: kernels.flash_attention(q, k, v, causal=True, backend="triton")
 time_lengths = [256, 512, 1024, 2048, 4096] if device.type == "cpu" else [512, 1024, 2048, 4096, 8192, 16384]
+time_dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
 timings = {name: [] for name in versions}
 for T in tqdm(time_lengths, desc="timing"):
-    q, k, v = (torch.randn(1, 4, T, 64, device=device) for _ in range(3))
+    q, k, v = (torch.randn(1, 4, T, 64, device=device, dtype=time_dtype) for _ in range(3))
     with torch.no_grad():
         for name, fn in versions.items():
             timings[name].append(best_time(lambda: fn(q, k, v)))
@@ -634,7 +651,7 @@ ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("sequence length T")
 ax.set_ylabel("time (ms), best of 3")
-ax.set_title(f"Causal attention, 4 heads of 64, on {device.type}")
+ax.set_title(f"Causal attention forward, 4 heads of 64, {str(time_dtype)[6:]} on {device.type}")
 plain_log_ticks(ax, "y")
 ax.legend()
 plt.tight_layout()
@@ -644,7 +661,8 @@ for name, values in timings.items():
 
 # %% [markdown]
 # On a CPU, your tiles pay Python's cost per tile (a few microseconds per operation, a dozen operations per
-# tile), yet at long lengths they catch up with or pass the naive version, which spends its time moving
+# tile), yet at long lengths they usually catch up with or pass the naive version (timings vary with
+# whatever else the machine is doing), which spends its time moving
 # $T \times T$ matrices through memory. The fused kernel wins everywhere: it does the same tiling in
 # compiled code, with no per-tile overhead. On a GPU the gap between the naive version and a fused kernel is
 # far larger, because the GPU's arithmetic is so much faster than its memory (section 1), and the
@@ -656,7 +674,7 @@ for name, values in timings.items():
 # Moving fewer bytes is the other way to go faster: 16-bit numbers halve the traffic, and GPU tensor cores
 # multiply them several times faster than float32. Two 16-bit formats are in use:
 #
-# | format | exponent bits | mantissa bits | largest value | relative precision |
+# | format | exponent bits | mantissa bits | largest value | machine epsilon |
 # |---|---|---|---|---|
 # | float32 | 8 | 23 | $3.4 \times 10^{38}$ | $1.2 \times 10^{-7}$ |
 # | bfloat16 | 8 | 7 | $3.4 \times 10^{38}$ | $7.8 \times 10^{-3}$ |
@@ -686,7 +704,7 @@ n = 1024 if device.type == "cpu" else 8192
 speeds = {}
 for dtype in (torch.float32, torch.bfloat16):
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    seconds = best_time(lambda: a @ b)
+    seconds = best_time(lambda: a @ b, repeats=7)
     speeds[str(dtype).replace("torch.", "")] = 2 * n**3 / seconds / 1e12
 print(f"{n} x {n} matrix product, TFLOP/s:", {name: f"{s:.3f}" for name, s in speeds.items()})
 autocast, scaler = mixed_precision(device)
@@ -706,8 +724,8 @@ plt.show()
 
 # %% [markdown]
 # **[GPU]** On a CPU the answer depends on the chip, and the figure says which kind yours is: recent server
-# processors have bfloat16 instructions (AVX-512 BF16, AMX) and multiply it faster than float32 (about twice
-# as fast on the machine this course was written on), while many laptop processors convert to float32 on
+# processors have bfloat16 instructions (AVX-512 BF16, AMX) and multiply it faster than float32 (two to five
+# times as fast on the machine this course was written on, varying from run to run), while many laptop processors convert to float32 on
 # the fly and gain nothing. On an NVIDIA GPU since Ampere, bfloat16 matrix products run many times faster
 # than float32 ones, and `train_gpt` (notebook 07) trains with bfloat16 autocast there by default
 # (`precision="auto"`), float16 with a gradient scaler on older GPUs, and float32 on a CPU, where the
