@@ -262,3 +262,31 @@ def test_worked_example_is_spelled_out_after_a_wrong_answer_only():
             with core.blame_earlier(ns["quadruple"], "quadruple", core.Earlier("double", "exercise 1", _double_example)):
                 core.fail("quadruple(1) is 3, expected 4.")
     assert "worked example" not in str(info.value)
+
+
+def test_a_failed_check_in_a_notebook_shows_its_message_not_the_course_internals():
+    """In a Jupyter kernel (JupyterLab, nbgrader's Validate) a failed check is its message and hint; where the
+    learner's own code raised, the learner's lines follow; the learner's other errors keep their tracebacks."""
+    import re
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in [
+        "import torch\nfrom transformer_course.grading import efficient_attention as check\n"
+        "def online_softmax(x, block_size):\n    return torch.exp(x - x.amax(-1, keepdim=True))\n"
+        "check.online_softmax_example(online_softmax)",
+        "def online_softmax(x, block_size):\n    return helper(x)\ndef helper(y):\n    return y[100000]\n"
+        "check.online_softmax_example(online_softmax)",
+        "1 / 0",
+    ]]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    errors = [[o for o in cell.outputs if o.output_type == "error"][0] for cell in nb.cells]
+    text = ["\n".join(re.sub(r"\x1b\[[0-9;]*m", "", line) for line in e.traceback) for e in errors]
+    assert errors[0].ename == "CheckFailed" and len(errors[0].traceback) == 1
+    assert "Hint: the final division is missing" in text[0] and "core.py" not in text[0]
+    assert "raised IndexError" in text[1] and "Where your code raised it" in text[1]
+    assert re.search(r"Cell In\[2\], line 4, in helper\n    return y\[100000\]", text[1]), text[1]
+    assert "grading" not in text[1].split("Where your code raised it")[1]
+    assert errors[2].ename == "ZeroDivisionError" and "Traceback" in text[2]

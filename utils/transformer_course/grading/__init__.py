@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 
-from .core import CheckFailed
+from .core import CheckFailed, show_failures_briefly
 
 __all__ = ["CheckFailed"]
+
+show_failures_briefly()         # in a notebook, a failed check reads as its message and hint, not a traceback
 
 #: Names the check modules had before they were named after their notebooks: a notebook released before
 #: the rename (``from transformer_course.grading import heads as check``) still runs.

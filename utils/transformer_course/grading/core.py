@@ -543,4 +543,53 @@ def worked_example(explanation: str | Callable[[], str]):
         raise
     except CheckFailed as exc:
         text = explanation() if callable(explanation) else explanation
-        raise CheckFailed(f"{exc}\n\nThe worked example: {text}") from None
+        # keep what the learner's code raised, if anything: the notebook shows where in their code it was
+        raise CheckFailed(f"{exc}\n\nThe worked example: {text}") from exc.__cause__
+
+
+# --- how a failed check looks in a notebook ---------------------------------------------------------
+
+_PACKAGE_DIR = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
+def _learner_frames(exc: BaseException) -> list:
+    """The frames of ``exc``'s traceback in the learner's own code: not the course's package, not a library,
+    not the standard library."""
+    import sysconfig
+    import traceback
+
+    library = (_PACKAGE_DIR, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+               sysconfig.get_paths()["platlib"])
+    return [f for f in traceback.extract_tb(exc.__traceback__)
+            if not f.filename.startswith(library) and "site-packages" not in f.filename]
+
+
+def _short_failure(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython's display of a failed check: its message and hint, not a traceback through the course's
+    checks. Where the learner's own code raised (the check says "... raised ValueError"), the lines of the
+    learner's code that the error went through follow, since that is where the bug is."""
+    lines = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+    cause = value.__cause__
+    if cause is not None and not isinstance(cause, CheckFailed):
+        frames = _learner_frames(cause)
+        if frames:
+            cells = getattr(getattr(shell, "compile", None), "_filename_map", {})     # file -> execution count
+            where = [f"  {'Cell In[%s]' % cells[f.filename] if f.filename in cells else f.filename}, line {f.lineno}, "
+                     f"in {f.name}\n    {(f.line or '').strip()}" for f in frames]
+            lines.append("\nWhere your code raised it:\n" + "\n".join(where))
+    shell._showtraceback(etype, value, lines)
+    return lines
+
+
+def show_failures_briefly() -> None:
+    """In an IPython kernel (JupyterLab, nbgrader's Validate), show a failed check as its message and hint
+    only. Called when the grading package is imported; outside IPython it does nothing, and a learner's own
+    exceptions keep their full tracebacks."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or CheckFailed in getattr(shell, "custom_exceptions", ()):
+        return
+    shell.set_custom_exc((CheckFailed,), _short_failure)
