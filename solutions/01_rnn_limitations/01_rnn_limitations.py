@@ -187,7 +187,9 @@ print("largest difference, last state:", np.abs(h_last_mine - h_n[0].numpy()).ma
 #
 # Either way, once the signal has travelled more than a few dozen steps the gradient is almost useless:
 # either too small to move the weights, or so large that training blows up. Gradient clipping treats the
-# second; nothing simple treats the first.
+# second; the first needs a change of architecture: gated cells such as LSTMs (section 4 comes back to
+# them) carry the state through an additive path and last longer, and attention, from notebook 02 on,
+# removes the long path altogether.
 #
 # ### Exercise 2 (3 points): how far back does the last state look?
 # For **one** sequence (no batch axis), compute
@@ -325,7 +327,8 @@ display(gradient_explorer)
 # ### Exercise 3 (3 points): the recall task generator
 # Write `make_recall_batch`. Draw **every** random number from the generator `rng` you are given
 # (that makes batches reproducible: the same seed gives the same batch), labels uniformly from the
-# symbols, noise uniformly from the noise ids — one draw per label and per noise token. Remember that
+# symbols, noise uniformly from the noise ids (drawing a whole row of noise and then writing the symbol and
+# the query over its two ends is fine). Remember that
 # `rng.integers(low, high)` never returns `high`. For `distance < 1` raise `ValueError`.
 #
 # The test checks a small batch (printed), a smaller vocabulary (`RecallVocab(n_symbols=5, n_noise=3)`:

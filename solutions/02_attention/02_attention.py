@@ -96,8 +96,9 @@ for name, query in [("near cat", np.array([1.0, 0.1])), ("between cat and dog", 
 # ## 2. Softmax, and how it overflows
 #
 # The textbook formula $\mathrm{softmax}(x)_i = e^{x_i} / \sum_j e^{x_j}$ breaks on a computer.
-# In float64, $e^{710}$ is already `inf`, and scores in the hundreds are ordinary in a large
-# model (or in a model whose scores were never scaled, as you will see in section 4):
+# In float32, the type of every torch tensor in this course, $e^{89}$ is already `inf` (float64, numpy's
+# default used in the cell below, lasts until $e^{710}$), and scores in the hundreds are ordinary in a
+# large model (or in a model whose scores were never scaled, as you will see in section 4):
 
 # %%
 with np.errstate(over="ignore", invalid="ignore"):
@@ -115,14 +116,16 @@ with np.errstate(over="ignore", invalid="ignore"):
 # so choose $m = \max_j x_j$. Then every exponent is $\le 0$ (no overflow), and the largest term
 # is $e^0 = 1$ (the sum is at least 1, so no division by zero).
 #
-# One more case matters for attention. When a mask forbids a query from seeing *any* key (you
-# will meet this with padding), every score in its row is $-\infty$. Then $m = -\infty$, and
+# One more case matters for attention. When a mask forbids a query from seeing *any* key (a
+# combination of masks can do it, for instance a causal mask together with *left* padding, where the
+# first positions of a short sequence are padding), every score in its row is $-\infty$. Then $m = -\infty$, and
 # $-\infty - (-\infty)$ is NaN. We follow PyTorch's fused attention: such a row gets **all-zero
 # weights** (the query looks at nothing) instead of NaN.
 #
 # > **Common bug: softmax without subtracting the maximum.** It works in every small test you
-# > try by hand, then returns NaN the first time a score passes about 710 (or falls below about
-# > −745, where every term underflows to 0 and you compute 0/0). Always shift by the maximum
+# > try by hand, then returns NaN the first time a score passes about 88.7 in float32 (710 in float64),
+# > or when every score falls below about −104 in float32 (−745 in float64), where every term underflows to 0
+# > and you compute 0/0. Always shift by the maximum
 # > *of each row*: with `keepdims=True` so that it broadcasts, along the same axis as the sum.
 
 # %% [markdown]
@@ -727,10 +730,11 @@ plt.show()
 # %% [markdown] nbgrader={"grade": true, "grade_id": "position_blind_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # (a) The score of each key depends only on which token it is, so the model learns keys that
 # make every symbol score far higher than any noise token or the query marker. The softmax
-# then puts almost all weight on the one symbol and its value passes to the classifier. Nothing
-# in that computation depends on how many noise tokens there are or where the symbol sits, so
-# distance and position do not matter (as long as the score gap beats the number of
-# distractors, which grows only logarithmically in the weight it takes away).
+# then puts almost all weight on the one symbol and its value passes to the classifier. Where the
+# symbol sits never enters that computation, so distance and position do not matter. The number of
+# noise tokens does, a little: with $T - 1$ distractors each scoring $\Delta$ below the symbol, the
+# symbol's weight is $1 / (1 + (T - 1)e^{-\Delta})$, so it keeps most of the weight as long as the gap
+# $\Delta$ exceeds about $\ln(T - 1)$, which grows only logarithmically with the length.
 # (b) It cannot solve "return the token at position 3" or "return the *first* of two symbols":
 # attention without positions is permutation-invariant over the keys, so reordering the tokens
 # cannot change its output, while those answers depend on order. It needs positional

@@ -211,7 +211,8 @@ check.split_heads(split_heads, merge_heads)
 # > **Common bug: `np.dot` on 4-D arrays.** For 2-D arrays `np.dot(a, b)` and `a @ b` agree, so it
 # > is tempting to use `np.dot` everywhere. For more axes they do not: `np.dot` multiplies the last
 # > axis of `a` with the second-to-last of `b` for **every combination** of the other axes. Nothing
-# > fails at first; the result just has six axes:
+# > fails at first; the result just has six axes. The fix is `@` (`np.matmul`), or `np.einsum` with the
+# > axes spelled out:
 
 # %%
 q_demo = np.zeros((2, 4, 5, 8))          # (B, h, T, d_head)

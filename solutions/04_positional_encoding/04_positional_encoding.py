@@ -703,7 +703,9 @@ print("but mixing layouts (interleaved data, halves rotation) changes them by up
 # depends; methods such as position interpolation rescale the angles to help), while GPT-2 has no
 # row for position 1024 at all and its late rows are trained less. Also: RoPE adds no parameters
 # (GPT-2's table has 786,432), keeps the token embedding free of position information (only
-# queries and keys are rotated, not values), and its scores decay with distance.
+# queries and keys are rotated, not values). (Its often-quoted decay with distance is a decay of an
+# upper bound on the score; for random queries and keys, as section 4 showed, the scores themselves
+# do not decay.)
 
 # %% [markdown]
 # ## Summary

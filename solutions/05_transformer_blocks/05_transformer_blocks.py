@@ -198,7 +198,9 @@ plt.show()
 # W_1 \in \mathbb{R}^{d_{ff} \times d}, \; W_2 \in \mathbb{R}^{d \times d_{ff}} .
 # $$
 #
-# The original Transformer uses ReLU and $d_{ff} = 4d$ (512 -> 2048); BERT uses GELU. About two
+# The original Transformer uses ReLU and $d_{ff} = 4d$ (512 -> 2048); BERT uses GELU, the Gaussian error
+# linear unit $\mathrm{GELU}(x) = x\,\Phi(x)$ with $\Phi$ the standard normal's cumulative distribution
+# (Hendrycks and Gimpel 2016): a smooth ReLU that lets small negative values through a little. About two
 # thirds of an encoder block's parameters live here ($8d^2$ against self-attention's $4d^2$); in a
 # decoder block, which adds cross-attention's $4d^2$, about half.
 #
@@ -329,7 +331,10 @@ check.encoder_block(EncoderBlock)
 #    without the causal mask position $t$ could simply read the answer from position $t+1$;
 # 2. **cross-attention**: the queries come from the decoder, the keys and values from the
 #    encoder's output, called `memory` ($B \times S \times d$). This is where the decoder reads the
-#    source sentence; `memory_mask` ($B \times 1 \times S$) blocks the source's padding;
+#    source sentence; `memory_mask` ($B \times 1 \times S$) blocks the source's padding. It follows
+#    this course's convention, `True` = may attend, which is the opposite of PyTorch: in
+#    `nn.TransformerDecoderLayer`, `memory_mask` and `memory_key_padding_mask` mark with `True` what may
+#    NOT be attended to;
 # 3. the **feed-forward** network.
 #
 # Each is wrapped exactly as in the encoder, with `norm1`, `norm2`, `norm3` in that order. Call
@@ -461,7 +466,7 @@ check.seq2seq_loss(seq2seq_loss)
 # bar. With `warmup` $= W > 0$ the learning rate climbs linearly over the first $W$ steps,
 # $\mathrm{lr} \cdot (s + 1)/W$ at step $s = 0, 1, \dots$, then stays at `lr`; with `warmup=0` it is `lr`
 # from the first step (a `torch.optim.lr_scheduler.LambdaLR` does it in one line). Section 6 needs
-# the warm-up, and the test checks it on a tiny model (it records the rate of every optimiser step).
+# the warm-up, and the hidden test checks it on a tiny model (it records the rate of every optimiser step).
 #
 # The next cell trains a pre-LN model built from your blocks (2 + 2 layers, $d = 64$, 4 heads,
 # $d_{ff} = 128$) for 400 steps: about 15 s on a laptop CPU. The test measures the exact-match

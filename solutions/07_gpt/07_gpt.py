@@ -400,7 +400,7 @@ except NotImplementedError:
 # answers are `idx[:, 1:]`:
 #
 # $$
-# \mathcal{L} = -\frac{1}{B(T-1)} \sum_{b} \sum_{t=1}^{T-1} \log \mathrm{softmax}(z_{b,t})_{x_{b,t+1}} .
+# \mathcal{L} = -\frac{1}{B(T-1)} \sum_{b} \sum_{t=0}^{T-2} \log \mathrm{softmax}(z_{b,t})_{x_{b,t+1}} .
 # $$
 #
 # > **Common bug: labels not shifted.** `F.cross_entropy(logits.reshape(-1, V), idx.reshape(-1))`
@@ -667,7 +667,9 @@ def show_sampling(prompt=default_prompt, temperature=1.0, top_k=0, top_p=1.0, se
 # changed (a causal model's earlier positions never depend on later ones). A **KV cache** keeps, for
 # every layer, the keys and values computed so far: the first call feeds the prompt and fills the
 # caches; every later call feeds **only the newest token**, whose query attends to all the cached
-# keys. The work per step drops from $O(T)$ positions to one.
+# keys. The embeddings, projections and MLP of a step then process one position instead of $T$; the
+# attention itself still reads all $T$ cached keys and values, so its part of the work still grows
+# with $T$, but it is a small part at these sizes.
 #
 # The course's attention layer does the bookkeeping: `KVCache()` objects, one per block, passed as
 # `model(idx, kv_caches=caches)`, collect the keys and values, and your `forward` starts the
@@ -730,7 +732,9 @@ widgets.interact(show_sampling,
 # %% [markdown]
 # How much the cache saves, measured: a random model of 4 layers, 256 wide and vocabulary 65, with
 # room for 512 positions, generating greedily after a 16-token prompt. Both runs must produce the
-# same tokens; the time without the cache grows with the square of the length, with it linearly.
+# same tokens; the time without the cache grows with the square of the length, with it nearly
+# linearly (each step's attention over the cache still grows with the length, but at these sizes the
+# per-token projections and MLP dominate).
 # (The speed is shown here, not graded: the graded check verifies what makes it fast, one token per
 # call after the prompt. On the 2-core machine this course is developed on, 256 tokens are 7 to 13
 # times faster with the cache, depending on the number of threads.)
