@@ -32,14 +32,14 @@
 # **Prerequisites**: none. You should be comfortable with numpy arrays and matrix products;
 # some PyTorch (tensors, `backward()`, an optimizer loop) helps in sections 2 and 4.
 #
-# **Estimated time**: 60–90 minutes.
+# **Estimated time:** about 60–90 minutes. **Points:** 14 autograded in 5 exercises, plus 2 for a written
+# answer graded by hand.
 #
 # **How to check your work**: every exercise has a test cell right below it; run it and read its
 # message. The notebook's grader runs more tests than you see (random inputs, edge cases, PyTorch as
-# the oracle). To grade the whole notebook the way the classroom does, save it and run
+# the oracle). Each exercise says its difficulty and a rough time; hints open on demand. To grade the
+# whole notebook the way the classroom does, save it and run
 # `transformer-course check 01_rnn_limitations.ipynb` in a terminal.
-#
-# **Points**: 14 autograded points over five exercises, plus 2 points for a written answer graded by hand.
 
 # %%
 import time
@@ -90,8 +90,25 @@ print("torch", torch.__version__)
 # Keep that in mind for section 2.
 #
 # ### Exercise 1 (3 points): the forward pass
+# *Difficulty: ★☆☆ · about 10 minutes*
+#
 # Write `rnn_forward` in numpy. Return **every** hidden state, `hs[:, t]` being the state *after*
 # reading `x[:, t]` (so $h_1, \dots, h_T$; not $h_0$), and the last one separately.
+#
+# <details><summary>Hint 1</summary>
+#
+# Keep one variable for the current state: it starts as `h0` and is overwritten at every step, so that
+# step $t$ uses the state step $t-1$ produced. Collect each new state *after* computing it. Then check
+# your first step against the table: $h_1 = \tanh(1) = 0.7616$.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The rule `x_t @ W_xh.T` above holds for the recurrent term too: `h` is `(B, d_h)`, and the
+# product with the transpose of `W_hh` is again `(B, d_h)`. The $\tanh$ wraps the whole sum, bias
+# included. A list of $T$ arrays of shape `(B, d_h)` becomes `(B, T, d_h)` with `np.stack` along axis 1
+# (not a Python list, and no $h_0$ in it); `h_last` equals `hs[:, -1]`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rnn_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rnn_forward(x, h0, W_xh, W_hh, b):
@@ -192,6 +209,8 @@ print("largest difference, last state:", np.abs(h_last_mine - h_n[0].numpy()).ma
 # removes the long path altogether.
 #
 # ### Exercise 2 (3 points): how far back does the last state look?
+# *Difficulty: ★★☆ · about 20 minutes*
+#
 # For **one** sequence (no batch axis), compute
 #
 # $$\text{norms}[d] = \left\| \frac{\partial h_T}{\partial h_{T-d}} \right\|_F \quad\text{for } d = 0, 1, \dots, T,$$
@@ -206,6 +225,25 @@ print("largest difference, last state:", np.abs(h_last_mine - h_n[0].numpy()).ma
 #
 # Calling your `rnn_forward` from Exercise 1 is fine. If this test fails while your `rnn_forward` still
 # fails its own test, the message says so: fix Exercise 1 first.
+#
+# <details><summary>Hint 1</summary>
+#
+# The analytic route is the shorter one: run `rnn_forward` once (on `x[None]` and `h0[None]`, a batch
+# of one) to get every $h_s$, then walk backwards from $s = T$ to $s = 1$ with a running
+# $d_h \times d_h$ matrix that starts as the identity, recording its norm before the first factor and
+# after each one. The visible check starts with zero input and $W_{hh} = 0.5$: every state is 0, every
+# tanh factor is 1, and the norms are $0.5^d$, `[1, 0.5, 0.25, 0.125]`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Three details decide the numbers. $J_s$ uses the state $h_s$ that step $s$ *produced* (with `hs`
+# holding $h_1, \dots, h_T$ that is `hs[s - 1]`), not $h_{s-1}$; and the factor is $1 - h_s^2$, with the
+# square. $\mathrm{diag}(1 - h_s^2)$ scales the **rows** of $W_{hh}$ (a column vector broadcast against
+# `W_hh` does it without building the diagonal). Going back in time, each older factor joins on the
+# **right** of the running product, so the newest, $J_T$, stays on the left: $J_T$, then $J_T J_{T-1}$,
+# and so on. `np.linalg.norm` with no `ord` is the Frobenius norm, so `norms[0]` is $\sqrt{d_h}$.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "jacobian_norms", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -325,6 +363,8 @@ display(gradient_explorer)
 # right 1 time in 8.
 #
 # ### Exercise 3 (3 points): the recall task generator
+# *Difficulty: ★☆☆ · about 10 minutes*
+#
 # Write `make_recall_batch`. Draw **every** random number from the generator `rng` you are given
 # (that makes batches reproducible: the same seed gives the same batch), labels uniformly from the
 # symbols, noise uniformly from the noise ids (drawing a whole row of noise and then writing the symbol and
@@ -334,6 +374,23 @@ display(gradient_explorer)
 # The test checks a small batch (printed), a smaller vocabulary (`RecallVocab(n_symbols=5, n_noise=3)`:
 # use the `vocab` you are given, not the numbers 8 and 16), 2000 sequences (every id must come up, about
 # equally often), that the same seed gives the same batch, and that `distance=0` raises `ValueError`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Start with the argument check (`raise ValueError(...)`; `assert` is for your own bugs). Then every
+# random number comes from `rng`: one label per sequence, and one noise id per position, a whole
+# `(batch_size, distance + 1)` block of them, whose first and last columns you then overwrite. Nothing
+# from `np.random.*`, and no new generator inside the function.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `rng.integers(low, high, size=...)` draws from `low` to `high - 1`, so `high` is one past the last id
+# you want: labels are the ids $0, \dots,$ `n_symbols` $- 1$, noise the next `n_noise` ids after them.
+# Write the ranges with `vocab.n_symbols` and `vocab.n_noise` (the test's small vocabulary has symbols
+# 0–4, noise 5–7, query 8), put the labels in column 0 and `vocab.query` in the last column, and finish
+# with `.astype(np.int64)`. For `distance = 4` a row has 5 tokens, the query at index 4.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "make_recall_batch", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def make_recall_batch(batch_size, distance, vocab=RecallVocab(), rng=None):
@@ -380,6 +437,8 @@ print(RecallRNN())
 
 # %% [markdown]
 # ### Exercise 4 (3 points): the training loop
+# *Difficulty: ★★☆ · about 15 minutes (and a few seconds to run)*
+#
 # Write `train_recall_rnn`: train the model you are given **in place** and return the loss of every
 # step. Each step:
 #
@@ -399,6 +458,24 @@ print(RecallRNN())
 # model at a short distance and measures its accuracy on new sequences: it must reach at least 0.9. Expect
 # a few seconds. Your loop uses your `make_recall_batch`: if this test fails while Exercise 3 still fails
 # its own test, the message says so — fix that one first.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two things are made once, before the loop, and never again: the Adam optimiser over
+# `model.parameters()` with `lr=lr`, and the generator from `seed`. Adam keeps running averages between
+# steps, and a generator re-seeded inside the loop hands out the same batch every time. Inside the loop
+# the order is: batch, forward, loss, zero the gradients, backward, (clip), step, record.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Pass the generator to `make_recall_batch` through its `rng` argument. Call the model itself, `model(x)`,
+# outside `torch.no_grad()`: the test's hook sees only that. `F.cross_entropy` wants the raw logits
+# `(B, 8)` and the labels `(B,)` as int64, and averages over the batch: no softmax before it, no
+# `reduction="sum"`. Forgetting `zero_grad()` lets the gradients pile up (`backward()` adds to `.grad`),
+# and the check sees it in the weight updates. At distance 2 the loss should start near
+# $\ln 8 \approx 2.08$ and fall towards 0.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "train_recall_rnn", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def train_recall_rnn(model, distance, steps=200, batch_size=64, lr=1e-2, seed=0):
@@ -503,19 +580,26 @@ plt.show()
 # ### Written question (2 points, graded by hand)
 # Answer in the cell below, in a few sentences.
 #
-# (a) Explain why no RNN with a fixed hidden size $d_h$ can, in general, recall arbitrary details of an
-# arbitrarily long input from its last hidden state $h_T$.
+# (a) An RNN with $d_h = 32$ hidden units in float32 reads text over a vocabulary of $V = 50{,}000$
+# tokens. From about what length $T$ on must two different inputs end in exactly the same state $h_T$,
+# whatever the weights? What follows for a question about the input asked after step $T$? And why does a
+# real RNN run out of room at much shorter lengths than your number?
 #
 # (b) Our RNN failed the recall task at distance 40, although the answer is only one of 8 symbols.
 # Was that failure the bottleneck of (a)? Argue with numbers, and say what the loss curves above tell you.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "why_bottleneck", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# *Model answer.* (a) $h_T$ is $d_h$ numbers of finite precision, so it can take only finitely many
-# distinguishable values — at most $32 \cdot d_h$ bits in float32. An input of $T$ tokens from a vocabulary
-# of size $V$ carries up to $T \log_2 V$ bits; once $T \log_2 V$ exceeds what $h_T$ can hold, different inputs
-# must land on states the model cannot tell apart, so some detail that might be asked about is lost. In
-# practice the usable capacity is far below the bit count, because the same weights write every step into
-# the same vector and overwrite older content.
+# *Model answer.* (a) $h_T$ is 32 float32 numbers, so it can take at most $2^{32 \cdot 32} = 2^{1024}$
+# distinct values. There are $V^T = 2^{T \log_2 V}$ inputs of length $T$, with $\log_2 50{,}000 \approx 15.6$
+# bits per token, so once $15.6\,T > 1024$, that is from about $T = 66$ tokens on, there are more inputs
+# than states, and by the pigeonhole principle two different inputs must share the same $h_T$, however
+# the network was trained. Everything after step $T$, the question included, is computed from $h_T$, so the
+# two inputs get the same answer: a question about a position where they differ is answered wrongly for
+# one of them. Only a larger $d_h$ moves the limit, and only in proportion. A real RNN fails much sooner:
+# the readout and the later steps are smooth functions, so states must differ by far more than the last
+# bit of a float to be told apart reliably; the same weights write
+# every step into the same vector and overwrite older content; and training finds nothing like an optimal
+# code.
 #
 # (b) No. The answer is $\log_2 8 = 3$ bits and $h_T$ has 32 numbers. A solution even exists inside this
 # very model: three hidden units with a self-weight of about 3 and no input from noise tokens act as
@@ -534,11 +618,28 @@ plt.show()
 # linearly with the length however wide the machine is. To see it, you need a clock you can trust.
 #
 # ### Exercise 5 (2 points): a timer
+# *Difficulty: ★☆☆ · about 5 minutes*
+#
 # Write `measure_time(fn, lengths, repeats)`: for each length `L`, call `fn(L)` exactly `repeats` times,
 # time each call with `time.perf_counter()`, and keep the **median** (a single slow call — another
 # program waking up, a cache miss — moves the mean but not the median). Return the medians in seconds,
 # one per length, in the order given. The test uses a fake `fn` whose calls take different, known times
 # (one slow call per length): only the median gives the expected numbers.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two loops: over the lengths, and inside it over the `repeats` calls. Read `time.perf_counter()` just
+# before and just after each call and keep the difference. No extra warm-up call inside the function:
+# the test counts the calls.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Of the `repeats` durations for one length keep the median (`np.median`), in seconds: not the
+# mean, the sum, the minimum or the maximum, and not milliseconds. In the visible test the three calls
+# at length $L$ take $3L$, $L$ and $10L$ ms, so for $L = 1$ the answer is about 0.003 s (the mean would
+# be about 0.0047 s).
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "measure_time", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def measure_time(fn, lengths, repeats=5):

@@ -29,13 +29,15 @@
 # **Prerequisites:** `01_rnn_limitations` (the recall task and why an RNN fails it); numpy;
 # PyTorch tensors, autograd and a basic training loop.
 #
-# **Estimated time:** about 90 minutes.
+# **Estimated time:** about 90 minutes. **Points:** 19 autograded in 7 exercises, plus 2 for a written
+# answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a
 # ✓ line means the visible check on a small worked example passed. When the notebook is graded,
 # hidden tests also run your code on random inputs and edge cases and compare it with PyTorch's
-# `torch.nn.functional.scaled_dot_product_attention`. To see your grade on this machine, run
+# `torch.nn.functional.scaled_dot_product_attention`. Each exercise says its difficulty and a rough
+# time; hints open on demand. To see your grade on this machine, run
 # `transformer-course check 02_attention.ipynb` in a terminal.
 
 # %%
@@ -130,12 +132,30 @@ with np.errstate(over="ignore", invalid="ignore"):
 
 # %% [markdown]
 # ### Exercise 1: a numerically stable softmax (2 points)
+# *Difficulty: ★☆☆ · about 15 minutes*
 #
 # Write `softmax(x, axis=-1)` for numpy arrays of any shape. It must
 # - subtract the maximum along `axis` before exponentiating, taking both the max and the sum with
 #   `keepdims=True` so that they broadcast back against `x` (the test example is 4 x 5, not square);
 # - return zeros (not NaN) for a slice that is entirely `-inf`;
 # - leave its input unchanged (compute `x - m` into a new array rather than `x -= m`).
+#
+# <details><summary>Hint 1</summary>
+#
+# Walk the visible test's four rows through your code: `[0, 1, 2, 3, 4]` is ordinary; `[1000, 1001, ...]`
+# overflows unless you shift by the row's **own** maximum (not the whole array's); the third row has
+# some `-inf` entries, which must get weight 0; the fourth is all `-inf`, so its maximum is `-inf` too
+# and $x - m$ is $-\infty - (-\infty)$ = NaN.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Shift an all `-inf` slice by 0 instead of by its maximum (`np.isfinite` says which maxima are
+# usable, `np.where` picks): then all its exponentials are 0 and so is its sum, and dividing by 1
+# wherever the sum is 0 gives $0/1 = 0$. Replacing `-inf` by a finite number such as `-1e9` does not
+# work: that row comes out uniform, not zero. The first row's answer is
+# `[0.0117, 0.0317, 0.0861, 0.2341, 0.6364]`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def softmax(x, axis=-1):
@@ -211,14 +231,40 @@ plt.show()
 # to $-\infty$ **before** the softmax, so its weight is exactly $e^{-\infty} = 0$ and the
 # remaining weights still sum to 1.
 
+
+# %%
+from transformer_course import diagrams
+
+diagrams.attention_flow()
+plt.show()
+
 # %% [markdown]
 # ### Exercise 2: attention in numpy (3 points)
+# *Difficulty: ★☆☆ · about 15 minutes*
 #
 # Write `scaled_dot_product_attention(q, k, v, mask=None)` returning `(output, weights)`, in that
 # order. Allow any leading axes (for example a batch axis): transpose only the last two axes of `k`,
 # with `np.swapaxes(k, -1, -2)` (numpy's `k.transpose(-2, -1)` is not torch's: it takes the order of
 # *all* axes, so on a 2-D array it changes nothing). Compute the scale as `math.sqrt(d_k)`. Use your
 # `softmax` from exercise 1 (if it fails its own test, this one fails too).
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the formula one product at a time and check the shapes: scores `(..., n_q, n_k)`, weights of
+# the same shape with each row summing to 1 over the keys (the last axis), output `(..., n_q, d_v)`.
+# Multiply with `@`, which batches over the leading axes (`np.dot` does not), and return
+# `(output, weights)` in that order.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The mask acts on the scores, **before** the softmax: where it is `False` the score becomes `-np.inf`.
+# Use `np.where`, which broadcasts a `(n_q, n_k)` or `(B, 1, 1, n_k)` mask against the scores; boolean
+# indexing needs the exact shape. Your softmax then gives blocked keys weight exactly 0, and a query with
+# no allowed key all zeros. In the visible example query `[1, 0]` scores the three keys
+# $[1, 0, 1]/\sqrt 2$, weights `[0.401, 0.198, 0.401]`; with the mask `[True, False, True]` they become
+# `[0.5, 0, 0.5]`, and the output `[0.5, 50]`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "scaled_dot_product_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -297,6 +343,7 @@ plt.show()
 
 # %% [markdown]
 # ### Exercise 3: measure it (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Check the argument empirically. Draw `n_samples` pairs of vectors $q, k \in \mathbb{R}^{d_k}$
 # with independent standard-normal entries from `np.random.default_rng(seed)`, compute the
@@ -304,6 +351,21 @@ plt.show()
 # of the dot products divided by $\sqrt{d_k}$. Vectorise: no Python loop over samples. Multiply
 # `q * k` elementwise and sum over the last axis; do not use `q @ k.T`, which would build an
 # `n_samples x n_samples` matrix (3.2 GB for 20,000 samples) to use only its diagonal.
+#
+# <details><summary>Hint 1</summary>
+#
+# One generator, made from `seed`, and two draws of shape `(n_samples, d_k)` with standard-normal entries
+# (`standard_normal`, not `random`, which is uniform on $[0, 1)$). Row $i$ of `q` pairs with row $i$ of
+# `k`: that is one sample.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# You want a vector of `n_samples` dot products, shape `(n_samples,)`, and its variance (`.var()`, not
+# `.std()`): it should come out near $d_k$, about 16 in the visible check. Dividing every dot product by
+# $\sqrt{d_k} = 4$ divides the variance by 16, since $\mathrm{Var}(X/c) = \mathrm{Var}(X)/c^2$, so the second
+# number is near 1. Return two Python floats, measured, not the theoretical values.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "qk_variance", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def qk_variance(d_k, n_samples=20_000, seed=0):
@@ -419,12 +481,30 @@ plt.show()
 
 # %% [markdown]
 # ### Exercise 4: batched attention in PyTorch (3 points)
+# *Difficulty: ★★☆ · about 15 minutes*
 #
 # Write `attention_torch(q, k, v, mask=None)` returning `(output, weights)` as torch tensors,
 # for inputs with any number of leading axes, keeping their dtype (scale by `math.sqrt(d_k)`, a
 # Python float). Compute it yourself (the hidden test compares your result, and its gradients,
 # with `F.scaled_dot_product_attention`, so calling that, under any name, would test nothing and
 # fails the exercise).
+#
+# <details><summary>Hint 1</summary>
+#
+# It is exercise 2 in torch: `k.transpose(-2, -1)` for the keys, `masked_fill` (or `torch.where`) with
+# `float("-inf")` where the mask is `False`, and the softmax along `dim=-1`. Every intermediate result
+# stays a torch tensor: no `.numpy()`, no `.item()`, no `torch.tensor(...)` around it, or no gradient
+# reaches `q`, `k` and `v`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.softmax` gives NaN for a row that is all $-\infty$, so write the softmax yourself, exactly as in
+# exercise 1: the row maximum with `amax(dim=-1, keepdim=True)`, a non-finite maximum replaced by 0 with
+# `torch.where`, the exponentials, and a division by 1 wherever the sum is 0. `math.sqrt(d_k)` is a Python
+# float, so float32 inputs stay float32 and float64 inputs keep full precision; `torch.sqrt(torch.tensor(d_k))`
+# would be float32.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "attention_torch", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def attention_torch(q, k, v, mask=None):
@@ -462,8 +542,8 @@ check.attention_torch(attention_torch)
 
 # %% [markdown]
 # Your function and PyTorch's fused kernel compute the same numbers. The fused one is faster,
-# and on a GPU it never stores the $(n_q \times n_k)$ weight matrix at all; notebook 10 shows
-# how. (Timings on a busy laptop vary from run to run.)
+# and its flash and memory-efficient kernels (which PyTorch picks on a GPU where it can) never store the
+# $(n_q \times n_k)$ weight matrix at all; notebook 10 shows how. (Timings on a busy laptop vary from run to run.)
 
 # %%
 qb, kb, vb = (torch.randn(8, 4, 256, 64) for _ in range(3))      # (B, h, n, d)
@@ -493,6 +573,21 @@ for name, fn in [("your attention_torch", lambda: attention_torch(qb, kb, vb)),
 
 # %% [markdown]
 # ### Exercise 5: the causal mask (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
+#
+# <details><summary>Hint 1</summary>
+#
+# Row $i$ is the query, column $j$ the key, and `True` means "may attend": $j \le i$, the lower triangle
+# with the diagonal (row 0 has exactly one `True`, which keeps the first query from attending to
+# nothing). The result must have dtype `bool`: torch reads a float mask as a bias to add to the scores.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `np.tril` keeps the lower triangle of a matrix, diagonal included, and zeros the rest; start it from a
+# square of `True`s. (Or compare a column of row indices with a row of column indices, `np.arange` and
+# broadcasting.) For $n = 4$ the rows hold 1, 2, 3 and 4 `True`s, as in the matrix above.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "causal_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def causal_mask(n):
@@ -529,7 +624,8 @@ check.causal_mask(causal_mask)
 # > **Common bug: building the bias by multiplying.** `(1 - mask) * -np.inf` looks right, but
 # > where the mask is `True` it computes `0 * -inf`, which IEEE arithmetic defines as NaN. One NaN
 # > score turns its whole softmax row into NaN, and the NaN spreads through every later layer
-# > and into the loss. Select instead: `np.where(mask, 0.0, -np.inf)`.
+# > and into the loss. Select instead of multiplying: 0 where the mask allows, $-\infty$ elsewhere
+# > (`np.where` chooses between two values element by element).
 
 # %%
 with np.errstate(invalid="ignore"):
@@ -537,6 +633,23 @@ with np.errstate(invalid="ignore"):
 
 # %% [markdown]
 # ### Exercise 6: padding mask and additive bias (3 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
+#
+# <details><summary>Hint 1</summary>
+#
+# For the mask, two things to get right: the comparison (a sequence of length 3 has real positions
+# 0, 1, 2, so it is a strict $<$, and `True` marks the real tokens) and the shape `(B, 1, max_len)`,
+# with the query axis of size 1 in the middle. For the bias, select rather than multiply (see the box
+# above) and keep `-inf`, not a large finite number.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Broadcasting does the work: the positions `np.arange(max_len)` as a row `(1, max_len)` against the
+# lengths as a column `(B, 1)` give `(B, max_len)`; `[:, None, :]` or `np.expand_dims` then adds the
+# query axis. The visible check uses lengths `[3, 1, 4]` and `max_len = 4`: rows `[T T T F]`,
+# `[T F F F]` and `[T T T T]`. The bias has the mask's shape and a float dtype.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "padding_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def padding_mask(lengths, max_len):
@@ -611,6 +724,7 @@ plt.show()
 
 # %% [markdown]
 # ### Exercise 7: a one-layer attention model for recall (4 points)
+# *Difficulty: ★★☆ · about 20 minutes (and a few seconds to train)*
 #
 # Complete `RecallAttention`. `forward` returns logits (the raw output of the last linear layer,
 # not probabilities: `F.cross_entropy` applies the softmax itself); with `return_weights=True` it
@@ -618,6 +732,23 @@ plt.show()
 # next cell (a few seconds); the test evaluates your trained `recall_model` on fresh sequences and
 # needs at least 95% accuracy at distances 50 and 200 (the training cell below uses distances up
 # to 64), with the query position's weights picking out the symbol, wherever it is.
+#
+# <details><summary>Hint 1</summary>
+#
+# `__init__` creates the five layers the list above names: an embedding of the `vocab_size` token ids
+# into `d_model` numbers, three `d_model` → `d_model` linear maps for queries, keys and values, and a
+# `d_model` → `n_classes` classifier. Nothing about positions and no fixed length: the hidden test runs
+# sequences of 51 and 201 tokens.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Shapes in `forward`: embeddings `(B, T, d)`; the query from the last position only, keeping a
+# length-1 axis, `(B, 1, d)` (slice with `-1:` rather than index with `-1`); keys and values `(B, T, d)`.
+# `attention_torch` then returns an output `(B, 1, d)` and weights `(B, 1, T)`: drop the middle axis of
+# both, classify the output, and return the raw logits `(B, 8)`, no softmax. With `return_weights=True`
+# return the pair `(logits, weights)`, the weights `(B, T)`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "recall_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class RecallAttention(nn.Module):
@@ -722,23 +853,29 @@ plt.show()
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
 #
-# Your model never sees positions. (a) Explain why it still finds the symbol at any distance,
-# and why moving the symbol elsewhere in the sequence does not hurt it. (b) Describe a variant
-# of the recall task that this model *cannot* solve however long you train it, and say what it
-# would need to know about tokens to solve it. Three to six sentences.
+# Your model never sees positions, and it was trained on sequences with exactly one symbol.
+# (a) Feed it a sequence with **two** different symbols, one at the start and one halfway to the
+# query, the rest noise. Predict where the query position looks and what the model answers. What
+# changes if the two symbols swap places, and what would the model need in order to answer "the
+# *first* symbol" reliably? (b) Suppose training left every symbol's score a margin $\Delta$ above
+# every other token's. Write the symbol's attention weight in a sequence of $T$ tokens, and use it to
+# predict how the accuracy behaves at lengths far beyond the 64 seen in training. Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "position_blind_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# (a) The score of each key depends only on which token it is, so the model learns keys that
-# make every symbol score far higher than any noise token or the query marker. The softmax
-# then puts almost all weight on the one symbol and its value passes to the classifier. Where the
-# symbol sits never enters that computation, so distance and position do not matter. The number of
-# noise tokens does, a little: with $T - 1$ distractors each scoring $\Delta$ below the symbol, the
-# symbol's weight is $1 / (1 + (T - 1)e^{-\Delta})$, so it keeps most of the weight as long as the gap
-# $\Delta$ exceeds about $\ln(T - 1)$, which grows only logarithmically with the length.
-# (b) It cannot solve "return the token at position 3" or "return the *first* of two symbols":
-# attention without positions is permutation-invariant over the keys, so reordering the tokens
-# cannot change its output, while those answers depend on order. It needs positional
-# information added to the tokens (notebook 04: sinusoidal, learned or rotary positions).
+# (a) The query comes from the query marker and each key depends only on which token it is, so
+# both symbols score high: training only needed every symbol to beat the noise and the marker, not
+# one symbol to beat another. The weight splits between the two in the ratio $e^{s_a} : e^{s_b}$ of
+# their learned scores, the classifier receives the blend $w_a v_a + w_b v_b$, and the model answers
+# whichever symbol has the larger score (with close scores, the logits of both are high and either may
+# win) — a property of the two symbol ids, not of where they are. Swapping them changes nothing at
+# all: without positions, attention is invariant to reordering the keys, so the output is identical.
+# To answer "the first symbol" it needs to know where each token is: positional information added to
+# the tokens (notebook 04: sinusoidal, learned or rotary positions).
+# (b) With $T - 1$ other tokens each scoring $\Delta$ below the symbol, its weight is
+# $1 / (1 + (T - 1)e^{-\Delta})$. That stays close to 1 while $T \ll e^{\Delta}$ and falls only slowly
+# with the length: with $\Delta = 10$ it is 0.998 at $T = 50$ and still 0.82 at $T = 5{,}000$. So
+# accuracy should hold far beyond the trained lengths (the plot above shows it at 500) and fall only
+# once $\ln(T - 1)$ approaches $\Delta$ — nothing like the RNN's collapse with distance.
 
 # %% [markdown]
 # ## Summary

@@ -32,13 +32,15 @@
 # **Prerequisites:** `02_attention` (scaled dot-product attention, the stable softmax, masks
 # with `True` = may attend); PyTorch `nn.Module`, `nn.Linear` and a training loop.
 #
-# **Estimated time:** about 90 minutes.
+# **Estimated time:** about 90 minutes. **Points:** 15 autograded in 4 exercises, plus 2 for a written
+# answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a
 # ✓ line means the visible check on a small worked example passed. When the notebook is graded,
 # hidden tests run your code on random sizes and compare it with `torch.nn.MultiheadAttention`
-# after copying the same weights into both. To see your grade on this machine, run
+# after copying the same weights into both. Each exercise says its difficulty and a rough time; hints
+# open on demand. To see your grade on this machine, run
 # `transformer-course check 03_multi_head_attention.ipynb` in a terminal.
 
 # %%
@@ -127,6 +129,13 @@ def softmax(x, axis=-1):
 # The picture below makes it visible: every feature of position $t$ is set to the number $t$,
 # and we look at what lands in head 0.
 
+
+# %%
+from transformer_course import diagrams
+
+diagrams.heads_split_merge()
+plt.show()
+
 # %%
 B_demo, T_demo, h_demo, d_model_demo = 1, 6, 2, 8
 position_ids = np.broadcast_to(np.arange(T_demo)[None, :, None], (B_demo, T_demo, d_model_demo)).astype(float)
@@ -154,6 +163,7 @@ plt.show()
 
 # %% [markdown]
 # ### Exercise 1: split and merge heads (3 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `split_heads(x, n_heads)`: $(B, T, d_\text{model}) \to (B, h, T, d_\text{head})$ and
 # `merge_heads(x)`: $(B, h, T, d_\text{head}) \to (B, T, h \cdot d_\text{head})$. They must work on numpy
@@ -161,6 +171,21 @@ plt.show()
 # `.swapaxes(1, 2)` (both libraries have all three). Careful: numpy's `x.transpose(1, 2)` is not
 # torch's; numpy's `transpose` wants the order of *all* axes. And torch's `.view` refuses a
 # swapped (non-contiguous) tensor, while `.reshape` copies when it has to.
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the two steps of section 2 and print the shape after each. `merge_heads` undoes them in
+# reverse order: first the swap, then the reshape. Read the sizes from `x.shape` inside each function.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The visible check splits `np.arange(16.0).reshape(1, 2, 8)` into 2 heads of 4. Head 0 must be
+# `[[0, 1, 2, 3], [8, 9, 10, 11]]` (the first four features of positions 0 and 1) and head 1
+# `[[4, 5, 6, 7], [12, 13, 14, 15]]`. If your head 0 is `[[0, 1, 2, 3], [4, 5, 6, 7]]`, position 0 filled
+# the whole head: you reshaped straight to $(B, h, T, d_\text{head})$. If it is `[[0, 2, 4, 6], ...]`,
+# your heads take every second feature instead of consecutive chunks.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "split_heads", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def split_heads(x, n_heads):
@@ -222,12 +247,29 @@ print("np.dot(q, k^T)   :", np.dot(q_demo, k_demo.swapaxes(-1, -2)).shape, "   e
 
 # %% [markdown]
 # ### Exercise 2: multi-head self-attention in numpy (4 points)
+# *Difficulty: ★★☆ · about 20 minutes*
 #
 # Write `multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads)` returning `(output, weights)`.
 # Projections are written as in the paper, $Q = x W_Q$ with each $W$ of shape
 # $(d_\text{in}, d_\text{out})$, so `x @ w_q` (no biases here). Use your `split_heads` and `merge_heads`
 # and the `softmax` defined at the top of this notebook; no masks yet. The check compares
 # with `torch.nn.MultiheadAttention` given the same matrices.
+#
+# <details><summary>Hint 1</summary>
+#
+# Print the shapes along the four steps of section 3 on a small input. With $x$ of shape (1, 3, 8) and
+# 2 heads: projections (1, 3, 8), heads (1, 2, 3, 4), scores and weights (1, 2, 3, 3), per-head outputs
+# (1, 2, 3, 4), result (1, 3, 8). Six axes anywhere means an `np.dot` slipped in.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Scale by $1/\sqrt{d_\text{head}}$, with $d_\text{head}$ taken from the split queries' last axis (here
+# $\sqrt 4 = 2$), not by $\sqrt{d_\text{model}}$, and take the softmax over the last axis (the keys), so
+# every row of `weights` sums to 1. Use the matrices as given, $xW$ without a transpose (unlike
+# `nn.Linear`), and apply $W_O$ after merging the heads. The notebook's stable `softmax` matters: the
+# hidden test feeds scores in the thousands.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "mha_numpy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def multi_head_attention_np(x, w_q, w_k, w_v, w_o, n_heads):
@@ -290,6 +332,7 @@ check.mha_numpy(multi_head_attention_np)
 
 # %% [markdown]
 # ### Exercise 3: `MultiHeadAttention.forward` (6 points: 3 without masks, 3 with masks)
+# *Difficulty: ★★★ · about 30 minutes*
 #
 # `__init__` is given: keep its attribute names (`q_proj`, `k_proj`, `v_proj`, `out_proj`), which
 # the check and the later notebooks rely on. Write `forward`. Compute the attention yourself, as in
@@ -303,6 +346,24 @@ check.mha_numpy(multi_head_attention_np)
 # for self- and cross-attention with different lengths, one head, no biases, float32 and float64, and
 # checks that gradients reach every projection; the second (3 points) with padding masks (3-D and
 # 4-D), `is_causal=True`, both together, and a $(T_q, T_k)$ mask shared by the batch.
+#
+# <details><summary>Hint 1</summary>
+#
+# Start from your numpy function: the same steps, with the layers `self.q_proj` and friends in place of
+# the matrices, `torch.softmax` over the last axis and `.transpose(-2, -1)`. For cross-attention only the
+# source of the keys and values changes (`memory` when it is given, `x` otherwise). Always return a pair,
+# with `None` as the weights unless `need_weights`. Pass the first test cell before adding masks.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Block the scores where the mask is False with $-\infty$ (`masked_fill`) *before* the softmax, so the
+# remaining weights still sum to 1. A 3-D mask first gets a head axis at position 1, $(B, 1, T_k) \to
+# (B, 1, 1, T_k)$. The causal mask is the lower triangle *with* the diagonal (`torch.tril`) of a
+# $(T_q, T_k)$ boolean matrix, combined with any `mask`. Keep this course's convention (True = may
+# attend); do not invert it for torch. Check: with `is_causal=True` and $T = 4$, row 0 of every head's
+# weights is `[1, 0, 0, 0]`, and row 3 has no zeros.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "multi_head_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class MultiHeadAttention(nn.Module):
@@ -400,14 +461,29 @@ plt.show()
 # $$
 #
 # **whatever the number of heads**. More heads means more, narrower lookups for the same price.
-# (The compute is also the same, up to the $h$ score matrices of size $T_q \times T_k$.)
+# (The matrix products cost the same multiply-adds for any $h$; what grows with $h$ is the number of
+# $T_q \times T_k$ score matrices to mask, softmax and hold in memory.)
 
 # %% [markdown]
 # ### Exercise 4: the parameter count (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Write `mha_param_count(d_model, n_heads, bias=True)` from the formula (an `int`). Do not build a
 # module to count: the hidden test also asks about GPT-3's width, $d_\text{model} = 12288$ with 96
 # heads (Brown et al. 2020), and compares the rest with `torch.nn.MultiheadAttention`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Count one projection, an `nn.Linear(d_model, d_model)`: how many weights, how many biases? There are
+# four such projections. Then ask where `n_heads` enters the count.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# It does not: the heads only slice the projections' outputs. The visible check, $d_\text{model} = 8$
+# with 2 heads, expects 288 with biases and 256 without; GPT-3's width gives about 604 million, far too
+# many to build a module for.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "param_count", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mha_param_count(d_model, n_heads, bias=True):
@@ -583,25 +659,35 @@ display(widgets.VBox([widgets.HBox([step_slider, heads_toggle]),
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
 #
-# The 1-head and 2-head models above have the same number of parameters and cost about the same
-# to run. (a) Explain why the single head of width 32 finds it much harder than two heads to report
-# both $x_{t-1}$ and $x_{t-3}$ (its loss plateaus while the 2-head model's drops to 0). (b) In general, what do several heads of width $d_\text{model}/h$ buy
-# over one head of width $d_\text{model}$ at equal parameter cost, and what does each head give up?
+# Carry this notebook's argument over to two variants, still with $d_\text{model} = 32$.
+# (a) Keep one head of width 32 and the inputs of section 6, but replace the two read-outs by one whose
+# target is the **sum** $x_{t-1} + x_{t-3}$ (one of 15 classes, 0 to 14). Would the single head still
+# plateau? Explain why or why not.
+# (b) Someone proposes 32 heads of width 1, "since heads are free". In a width-1 head the score of query
+# $i$ on key $j$ is a product of two numbers, $q_i k_j$. What does that imply about the key to which a
+# query can give the most weight? Name a lookup such a head cannot make, and say what, in general, each
+# head gives up as $h$ grows at fixed $d_\text{model}$.
 # Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "why_heads_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# (a) One head produces one softmax per query, so its output is one weighted average of value
-# vectors. To fetch two tokens it must split its weight between $t-1$ and $t-3$, and with equal
-# weights the average $\tfrac12(v_a + v_b)$ is symmetric in the two tokens: it says which digits are
-# there but not which one is at which offset (the positions' contribution to the values is the same
-# for every query). Uneven weights make the blend only slightly lopsided, so a linear read-out has a
-# hard, noisy job telling the two tokens apart: one answer is learned quickly, the other slowly.
-# (b) $h$ heads make $h$ independent lookups per position, each with its own attention pattern,
-# and their results land in separate slices before the output projection, so they do not blur into
-# one average; heads can specialise (previous token, syntax, a matching bracket). The price is
-# width: each head compares queries and keys, and carries values, in only $d_\text{model}/h$
-# dimensions, so a single head's pattern is less expressive (and with $d_\text{head}$ too small, a
-# low-rank bottleneck); the total parameters stay $4 d_\text{model}^2$.
+# (a) No, one head is enough. Its output is still one blend, about $\tfrac12(v_a + v_b)$ for
+# $a = x_{t-1}$ and $b = x_{t-3}$, and the blend cannot say which digit sat at which offset; but the
+# target cannot either, since $a + b = b + a$. What the blend loses is exactly what the sum does not
+# need, and what the sum needs survives: if the values carry each digit's size as one feature, the blend
+# carries $(a + b)/2$, and a linear read-out that scores class $s$ by $s(a + b) - s^2/2$ peaks at
+# $s = a + b$. (In our runs one head reached 100% accuracy on this task within 400 steps; two heads
+# were a little faster.) Section 6 was hard not because of two answers but because of two positions
+# whose order matters.
+# (b) $\exp(q_i k_j)$ is largest at the key with the largest $k_j$ when $q_i > 0$ and at the smallest
+# when $q_i < 0$: every query ranks the keys by the same single number, and only chooses the direction
+# and the sharpness, so among the same keys a query can favour only one of two. Such a head cannot
+# attend to "the earlier position holding the same digit as me" for 8 digits, where the favourite must
+# change with the query's digit. (Position lookups are still possible: in our runs 32 heads of width 1
+# learned the offset task of section 6.) In general a head's $T_q \times T_k$ score matrix has rank at
+# most $d_\text{head}$ and its values carry only $d_\text{head}$ numbers, so more heads make more but
+# cruder comparisons, each carrying less; they also mean $h$ weight matrices of size $T_q \times T_k$ to
+# store and normalise, although the multiply-adds stay the same. Real models use $d_\text{head}$ of 64
+# or 128 (GPT-3: 96 heads of 128).
 
 # %% [markdown]
 # ## Summary

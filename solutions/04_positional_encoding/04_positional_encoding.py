@@ -30,13 +30,15 @@
 # **Prerequisites:** `02_attention` (scaled dot-product attention) and `03_multi_head_attention`
 # (heads, `d_head`); numpy broadcasting; PyTorch tensors and `nn.Module`.
 #
-# **Estimated time:** about 75 minutes.
+# **Estimated time:** about 75 minutes. **Points:** 17 autograded in 7 exercises, plus 2 for a written
+# answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a
 # ✓ line means the visible check on a small worked example passed. When the notebook is graded,
 # hidden tests also run your code on random inputs and compare it with the formulas of the papers
-# and with the rotary code of `transformers`' Llama model. To see your grade on this machine, run
+# and with the rotary code of `transformers`' Llama model. Each exercise says its difficulty and a
+# rough time; hints open on demand. To see your grade on this machine, run
 # `transformer-course check 04_positional_encoding.ipynb` in a terminal.
 
 # %%
@@ -85,6 +87,7 @@ print("device:", device)
 
 # %% [markdown]
 # ### Exercise 1: measure the permutation gap (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `permutation_gap(layer, x, perm)`: run `layer` on `x` and on `x` with its positions
 # (axis 1) permuted by `perm`, undo the permutation on the second output, and return the
@@ -97,6 +100,21 @@ print("device:", device)
 # `(out, weights)`; that is why the demo below wraps it as `lambda x: mha(x)[0]` before passing it
 # in.) So do not write `layer(x)[0]` inside your function: on a tensor, `[0]` picks the first
 # sequence of the batch and your gap would ignore the others.
+#
+# <details><summary>Hint 1</summary>
+#
+# You need three tensors: `layer(x)`, `layer` applied to the shuffled input, and that second output put
+# back in the original order. The inverse of `perm` is `torch.argsort(perm)`, not `perm` itself (apply
+# it to axis 1). Then reduce the difference to one number over every axis.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The visible check has x = `[[1, 1, 1, 1], [1, 2, 3, 5]]` (shape (2, 4, 1)) and perm = `[1, 2, 3, 0]`,
+# so `argsort(perm)` = `[3, 0, 1, 2]`. For the running sum, the second sequence's un-permuted output is
+# `[11, 2, 5, 10]` against `[1, 3, 6, 11]`: a gap of 10. The first sequence alone gives 3, so an answer of
+# 3 compared only sequence 0. Take the absolute value before the maximum.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "permutation_gap", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def permutation_gap(layer, x, perm):
@@ -185,6 +203,7 @@ for name, layer in layers.items():
 
 # %% [markdown]
 # ### Exercise 2: the sinusoidal table, vectorised (3 points)
+# *Difficulty: ★★☆ · about 15 minutes*
 #
 # Write `sinusoidal_table(n_positions, d_model, base=10000.0)` returning a float64 numpy array
 # of shape `(n_positions, d_model)` (`d_model` is even), with `base` in place of 10000 in the
@@ -192,6 +211,22 @@ for name, layer in layers.items():
 # `(d_model / 2,)`; their product broadcasts to every angle at once. Then fill the even columns
 # with the sines (`table[:, 0::2] = ...`) and the odd columns with the cosines. No Python loop over
 # positions: the hidden test builds a 2048-row table and counts the lines your code executes.
+#
+# <details><summary>Hint 1</summary>
+#
+# Build the angles first, one $(n_\text{positions}, d/2)$ array from a column of positions times a row of
+# frequencies, then write the sines and the cosines into the table with slices. Decide once whether
+# your index counts $0, 1, 2, \dots$ (then the exponent is $2i/d$) or $0, 2, 4, \dots$ (then it already
+# is $2i$), and use `base` rather than a hard-coded 10000.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `sinusoidal_table(4, 4)` has the frequencies $1$ and $10000^{-2/4} = 0.01$, so row $p$ is
+# $[\sin p, \cos p, \sin 0.01p, \cos 0.01p]$: row 0 is `[0, 1, 0, 1]` and row 1 about
+# `[0.8415, 0.5403, 0.0100, 1.0000]`. If your third column grows 100 times more slowly, the even index is
+# counted twice; if row 0 is `[1, 0, 1, 0]`, sin and cos are swapped.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sinusoidal_table", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sinusoidal_table(n_positions, d_model, base=10000.0):
@@ -368,12 +403,28 @@ print("self-attention on x + PE : gap =", f"{permutation_gap(lambda x: mha(x + p
 
 # %% [markdown]
 # ### Exercise 3: a learned position table (3 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Complete `LearnedPositions`: `__init__` creates the table as an `nn.Embedding` (so it is a
 # trainable parameter, registered with the module); `forward(x, offset=0)` adds rows
 # `offset .. offset + T - 1` of the table to `x` of shape `(B, T, d_model)`, and raises a
 # `ValueError` that says so when `offset + T > max_positions`. Build the positions with
 # `torch.arange(..., device=x.device)` so that it also works on a GPU.
+#
+# <details><summary>Hint 1</summary>
+#
+# An `nn.Embedding` assigned to an attribute in `__init__` is already a registered, trainable table;
+# keep `max_positions` too, for the check in `forward`. There, $T$ is `x.shape[-2]`: `x.shape[0]` is the
+# batch size.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Look up positions `offset` to `offset + T - 1` and add the resulting $(T, d_\text{model})$ rows to `x`;
+# broadcasting adds them to every sequence of the batch. In the visible check the table has 6 rows:
+# with $T = 3$, `offset=3` uses rows 3 to 5 and must work ($3 + 3 = 6$ fits exactly), while `offset=4`
+# must raise `ValueError` before the lookup, not the `IndexError` of `nn.Embedding`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "learned_positions", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class LearnedPositions(nn.Module):
@@ -451,11 +502,26 @@ check.learned_positions(LearnedPositions)
 
 # %% [markdown]
 # ### Exercise 4: `rotate_half` (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Write `rotate_half(x)` for a tensor with any leading axes: split the **last** axis into its two
 # halves `a = x[..., :d/2]` and `b = x[..., d/2:]` and return `[-b, a]` concatenated along the last
 # axis. (`torch.chunk` and `torch.cat` work on axis 0 unless you pass `dim=-1`.) The hints of the
 # checks, like `transformers`' code, call the halves `x1` and `x2`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Everything happens on the last axis: slice with `...` so any leading axes pass through, and give
+# `dim=-1` to whatever splits or concatenates. Build a new tensor; negating a slice of `x` in place
+# changes `x` too.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `rotate_half([1, 2, 3, 4, 5, 6, 7, 8])` is `[-5, -6, -7, -8, 1, 2, 3, 4]`: the second half, negated,
+# moves to the front. `[5, 6, 7, 8, -1, -2, -3, -4]` rotates the wrong way, and `[-2, 1, -4, 3, ...]` is the
+# paper's interleaved layout, not the split halves used here.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rotate_half", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rotate_half(x):
@@ -477,6 +543,7 @@ check.rotate_half(rotate_half)
 
 # %% [markdown]
 # ### Exercise 5: the cos and sin tables (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `rope_cos_sin(n_positions, d_head, base=10000.0)` returning `(cos, sin)`, two float32
 # tensors of shape `(n_positions, d_head)`. Row $p$ holds $\cos$ (resp. $\sin$) of the angles
@@ -484,6 +551,19 @@ check.rotate_half(rotate_half)
 # (concatenate the $(T, d/2)$ angles with themselves: `torch.cat([angles, angles], dim=-1)`).
 # The same even-index bug as in section 2 lurks here: `torch.arange(0, d_head, 2)` is already $2i$.
 # Compute the angles in float64 and convert at the end, as precision matters at long positions.
+#
+# <details><summary>Hint 1</summary>
+#
+# The recipe of exercise 2 in torch: a column of positions times a row of $d/2$ frequencies gives a
+# $(T, d/2)$ array of angles. In the split-halves layout the whole row is repeated, not each angle.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `rope_cos_sin(3, 4)` has $\theta = [1, 0.01]$, so row $p$ of the angles is $[p, 0.01p, p, 0.01p]$
+# (not $[p, p, 0.01p, 0.01p]$, the interleaved layout), and row 1 of `cos` is about
+# `[0.5403, 1.0000, 0.5403, 1.0000]`. Return float32 tensors, `cos` first.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "rope_cos_sin", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rope_cos_sin(n_positions, d_head, base=10000.0):
@@ -511,12 +591,27 @@ check.rope_cos_sin(rope_cos_sin)
 
 # %% [markdown]
 # ### Exercise 6: apply the rotation (3 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Write `apply_rope(x, cos, sin)`: rotate `x` of shape `(..., T, d_head)` with the formula above,
 # using your `rotate_half`. `cos` and `sin` broadcast against `x`: `(T, d_head)` tables for a
 # `(B, h, T, d_head)` input, or single rows for a single vector. The hidden test compares your
 # rotation with `transformers`' `apply_rotary_pos_emb` on the tables of a tiny Llama model
 # (importing `transformers` takes a few seconds).
+#
+# <details><summary>Hint 1</summary>
+#
+# The formula above is already elementwise: no indexing, no matrix product. Broadcasting lines up a
+# $(T, d_\text{head})$ table with the last two axes of `x`, and a single row with a single vector.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# On the visible example, $x = [1, 2, 3, 4]$ with angles $[\pi/2, 0, \pi/2, 0]$: the pair
+# $(x_0, x_2) = (1, 3)$ turns by 90° to $(-3, 1)$ and $(x_1, x_3) = (2, 4)$ stays, so the answer is
+# `[-3, 2, 1, 4]`. If you get `[3, 2, -1, 4]`, the rotation goes the wrong way (a sign in
+# `rotate_half` or in the formula). If the check blames `rotate_half`, fix exercise 4 first.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "apply_rope", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def apply_rope(x, cos, sin):
@@ -648,9 +743,23 @@ def rope_interleaved(x, base=10000.0):
 
 # %% [markdown]
 # ### Exercise 7: from interleaved to halves (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Write `interleaved_to_halves(x)`: reorder the last axis of `x` (any leading axes, even length
 # `d`) as `[x_0, x_2, ..., x_{d-2}, x_1, x_3, ..., x_{d-1}]`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Nothing is computed, only reordered along the last axis. Which features come first, and which
+# slice with a step picks them out? Leading axes pass through with `...`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `[0, 1, 2, 3, 4, 5, 6, 7]` must become `[0, 2, 4, 6, 1, 3, 5, 7]`: the even-indexed features, then
+# the odd ones, joined along the last axis. If you get `[0, 4, 1, 5, 2, 6, 3, 7]`, you wrote the inverse
+# map, halves to interleaved.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "interleaved_to_halves", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def interleaved_to_halves(x):

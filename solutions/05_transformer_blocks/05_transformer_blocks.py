@@ -36,16 +36,17 @@
 # notebook uses the course's `MultiHeadAttention`, the model answer of 03), `04_positional_encoding`
 # (sinusoidal positions). PyTorch modules and a training loop.
 #
-# **Estimated time:** about 2 hours.
+# **Estimated time:** about 2 hours. **Points:** 18 autograded in 6 exercises, plus 2 for a written
+# answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a ✓ line
 # means the visible check on a small worked example passed. When the notebook is graded, hidden
 # tests run your code on fresh random inputs and compare it with PyTorch's own layers
 # (`torch.nn.LayerNorm`, `TransformerEncoderLayer`, `TransformerDecoderLayer`) after copying their
-# weights into your modules, and evaluate your trained model on sequences it has never seen. To see
-# your grade on this machine, run `transformer-course check 05_transformer_blocks.ipynb` in a
-# terminal.
+# weights into your modules, and evaluate your trained model on sequences it has never seen. Each
+# exercise says its difficulty and a rough time; hints open on demand. To see your grade on this
+# machine, run `transformer-course check 05_transformer_blocks.ipynb` in a terminal.
 
 # %%
 import math
@@ -109,6 +110,7 @@ print("device:", device)
 
 # %% [markdown]
 # ### Exercise 1: LayerNorm (3 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `layer_norm(x, weight, bias, eps=1e-5)` with torch operations (no `F.layer_norm`,
 # `nn.LayerNorm` or the course package's `layer_norm`: the check compares yours with them).
@@ -116,6 +118,22 @@ print("device:", device)
 # so that the mean and variance broadcast back against `x`. The check also compares the gradients
 # with respect to `x`, `weight` and `bias` with `nn.LayerNorm`'s, so stay on the autograd graph (no
 # numpy, no `.detach()`), and keep the input's dtype (the checks use float64).
+#
+# <details><summary>Hint 1</summary>
+#
+# Take the mean and the variance along `dim=-1` only, with `keepdim=True`: both then have shape
+# $(\dots, 1)$ and broadcast back against `x`. Then go through the three details above: which variance,
+# where $\epsilon$ goes, scale before shift.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The worked example's first row, $x = [1, 2, 3, 6]$: $\mu = 3$, $\sigma^2 = 14/4 = 3.5$ (not $14/3$), so
+# $\hat x \approx [-1.069, -0.535, 0, 1.604]$, and with $\gamma = [1, 1, 2, 2]$, $\beta = [0, 0, 0, 1]$ the
+# output is $[-1.069, -0.535, 0, 4.207]$. If you get $[-0.926, -0.463, 0, 3.777]$, you divided by $d - 1$.
+# Use the `eps` argument as given (no hard-coded `1e-5`), and no `.float()`: a float64 input must give a
+# float64 result.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "layer_norm", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def layer_norm(x, weight, bias, eps=1e-5):
@@ -209,11 +227,26 @@ plt.show()
 
 # %% [markdown]
 # ### Exercise 2: the feed-forward network (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Complete `FeedForward`: `fc1` is `nn.Linear(d_model, d_ff)`, `fc2` is `nn.Linear(d_ff, d_model)`
 # (these names let the checks copy PyTorch's `linear1` / `linear2` into them), and `forward`
 # computes `fc2(act(fc1(x)))` with `F.relu` for `activation="relu"` and `F.gelu` (the exact form)
 # for `activation="gelu"`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Build the two `nn.Linear` layers (with their biases) in `__init__`; in `forward` the activation sits
+# *between* them, chosen by `self.activation`, and nothing comes after `fc2`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Shapes: $(\dots, d) \to (\dots, d_{ff}) \to (\dots, d)$. `nn.Linear` acts on the last axis, so no
+# reshaping is needed. The worked example's `FeedForward(4, 16)` has $4 \cdot 16 + 16 + 16 \cdot 4 + 4 = 148$
+# parameters. For `"gelu"`, `F.gelu` with its default (exact, erf) form, not `approximate="tanh"`
+# (GPT-2's); an activation after `fc2` would stop the block's output from being negative.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "feed_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class FeedForward(nn.Module):
@@ -277,13 +310,39 @@ check.feed_forward(FeedForward)
 # > published model. In pre-LN the mirror-image bug is `x = norm1(x); x = x + self_attn(x)`,
 # > which carries the *normalised* input down the residual path.
 
+
+# %%
+from transformer_course import diagrams
+
+diagrams.blocks()
+plt.show()
+
 # %% [markdown]
 # ### Exercise 3: the encoder block (4 points)
+# *Difficulty: ★★☆ · about 20 minutes*
 #
 # `__init__` is given: keep its attribute names, since the checks copy the weights of PyTorch's
 # `nn.TransformerEncoderLayer` (with `batch_first=True`, `dropout=0`, `norm_first` both `False` and
 # `True`) into your block by these names and compare outputs, with and without a padding mask.
 # Write `forward` for both arrangements.
+#
+# <details><summary>Hint 1</summary>
+#
+# One branch per arrangement, each two lines that follow the table above: attention with `norm1`, then
+# the feed-forward network with `norm2`, the second reading the result of the first (not the block's
+# input). Self-attention returns a pair; the mask goes to it unchanged (`True` = may attend), and the
+# encoder has no causal mask.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Post-LN normalises the *sum*: $x \leftarrow \mathrm{LN}_1\big(x + \mathrm{SA}(x)\big)$. Pre-LN normalises
+# only what the sublayer reads and adds the result to the *un-normalised* stream:
+# $x \leftarrow x + \mathrm{SA}\big(\mathrm{LN}_1(x)\big)$; the FFN step has the same shape with `norm2`. A
+# failing check names the variant it recognised: the residual added after the norm, the normalised
+# input carried down the residual path, the two norms swapped, the arrangements swapped, or the mask
+# inverted or ignored.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "encoder_block", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class EncoderBlock(nn.Module):
@@ -347,10 +406,28 @@ check.encoder_block(EncoderBlock)
 
 # %% [markdown]
 # ### Exercise 4: the decoder block (4 points)
+# *Difficulty: ★★☆ · about 20 minutes*
 #
 # Write `forward`. The checks copy `nn.TransformerDecoderLayer`'s weights into your block and
 # compare with it run with a causal target mask, with and without a memory padding mask, with
 # target and memory of different lengths.
+#
+# <details><summary>Hint 1</summary>
+#
+# The pattern of exercise 3 with three sublayers in this order, each with its own norm: causal
+# self-attention (`norm1`), cross-attention (`norm2`), feed-forward (`norm3`). Each reads the result of
+# the one before.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Cross-attention takes its queries from the decoder's stream (length $T$) and its keys and values from
+# `memory` (length $S$), so its output is $(B, T, d)$ again. `memory_mask`, of shape $(B, 1, S)$, belongs
+# to cross-attention; self-attention gets only `is_causal`. In pre-LN, `norm2` normalises the decoder's
+# stream, not `memory`: $x \leftarrow x + \mathrm{CA}\big(\mathrm{LN}_2(x), \text{memory}\big)$. A shape
+# error that mentions both lengths usually means the mask went to self-attention or the two inputs of
+# cross-attention are swapped.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "decoder_block", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class DecoderBlock(nn.Module):
@@ -422,11 +499,27 @@ print("decoder input   :", np.concatenate([[vocab.bos], tgt[0, :-1]]), f"(BOS = 
 
 # %% [markdown]
 # ### Exercise 5: the teacher-forcing loss (2 points)
+# *Difficulty: ★★☆ · about 15 minutes*
 #
 # Write `seq2seq_loss(model, src, tgt)`: build the decoder input by putting `BOS` in front of the
 # target and dropping its last token (`torch.cat`, no loop), call `model(src, tgt_in)` (logits of
 # shape $(B, T, V)$), and return the mean cross-entropy against `tgt` (`F.cross_entropy` wants the
 # logits as $(B \cdot T, V)$ and the labels as $(B \cdot T,)$).
+#
+# <details><summary>Hint 1</summary>
+#
+# Three steps: the decoder input, the model's logits, the loss against the *unshifted* target. The
+# decoder input has the same length $T$ as the target, and the model takes the source first. Do not
+# modify `tgt` in place.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The worked example's first target is $[4, 3, 2, 1]$; its decoder input is $[10, 4, 3, 2]$ (`BOS` $= 10$):
+# a $(B, 1)$ column filled with `bos`, followed by the target without its last column, joined along the
+# time axis. The labels are the target itself. Raw logits go into `F.cross_entropy` (no softmax first),
+# with its default mean reduction.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "seq2seq_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def seq2seq_loss(model, src, tgt, bos=vocab.bos):
@@ -458,6 +551,7 @@ check.seq2seq_loss(seq2seq_loss)
 
 # %% [markdown]
 # ### Exercise 6: the training loop, and a model that reverses digits (3 points)
+# *Difficulty: ★★☆ · about 20 minutes (and about 15 s to train)*
 #
 # Write `train(model, steps, lr)`: Adam with `betas=(0.9, 0.98)` (Vaswani et al. 2017), and for each
 # of `steps` steps a fresh batch from `make_digit_batch(batch_size, length, task, rng=gen)` moved to
@@ -473,6 +567,23 @@ check.seq2seq_loss(seq2seq_loss)
 # rate of greedy decoding (every one of the 8 digits right) on sequences it has never seen: at
 # least 95% (the model answer reaches about 100% after 400 steps; 100 steps give only about 95%,
 # too close to count on, so train for the full 400).
+#
+# <details><summary>Hint 1</summary>
+#
+# Build the optimiser (and the schedule) once, before the loop, from `model.parameters()`. Each
+# iteration: a fresh batch as tensors on `device`, the loss, `zero_grad`, `backward`, `step`, then append
+# `loss.item()`. Exactly one optimiser step per training step.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The warm-up is a multiplier of `lr` at step $s$: $\min\big(1, (s + 1)/W\big)$ for $W > 0$ and $1$ for
+# $W = 0$ (do not divide by zero). With `lr=2e-3` and `warmup=4` the first five steps use
+# $5 \times 10^{-4}$, $10^{-3}$, $1.5 \times 10^{-3}$, $2 \times 10^{-3}$, $2 \times 10^{-3}$. `LambdaLR` takes
+# that multiplier as a function of the step; call the schedule's `step()` once per iteration, after the
+# optimiser's. If the test says the model copies its input, the fault is in exercise 5: fix it, then
+# rebuild and retrain.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "train", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def train(model, steps=400, lr=2e-3, *, batch_size=64, length=8, task="reverse", warmup=0, seed=0,
@@ -684,25 +795,32 @@ widgets.interact(show_cross_attention,
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
 #
-# Use your measurements from section 6. (a) Why does a pre-LN stack train at a high learning rate
-# from the first step, while a post-LN stack needs a warm-up? Refer to where the LayerNorm sits on
-# the path the gradient takes from the loss back to the early blocks. (b) Pre-LN is not free: name one
-# thing it changes about the residual stream (hint: what grows as blocks keep adding to it, and why
-# the stack needs a final LayerNorm). Three to six sentences.
+# Use your measurements from section 6 and where the LayerNorm sits in each arrangement.
+# (a) A colleague doubles the depth of section 6's models to 12 + 12 layers and reruns the three
+# training runs at the same learning rate ($5 \times 10^{-3}$). Predict, for each run (post-LN without
+# warm-up, pre-LN without warm-up, post-LN with 50 warm-up steps), whether it still trains, and explain
+# your prediction by the path the gradient takes from the loss back to the early blocks. (b) The same
+# colleague builds a pre-LN stack but forgets its final LayerNorm. What does the output layer now
+# receive, and how does that change as blocks are added? Why does a post-LN stack need no final
+# LayerNorm? Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "pre_ln_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# (a) In pre-LN the residual stream is a plain sum, x_L = x_0 + f_1 + ... + f_L, so the gradient of
-# the loss reaches every block through an identity path, and the blocks' gradient norms at
-# initialisation are about equal at every depth (the flat curves in section 6). In post-LN every
-# residual sum passes through a LayerNorm, which rescales the gradient on the way back; at
-# initialisation post-LN's gradients are larger than pre-LN's (1.3 to 2 times in section 6) and rise
-# slightly towards the output, and in deep stacks that gap grows (Xiong et al. 2020). A large learning rate then makes very large updates to the last layers in the first
-# steps, the model lands in a bad region and the loss stalls or diverges. A warm-up keeps the
-# first updates small until Adam's statistics and the weights have settled.
-# (b) Nothing normalises the stream itself, so its norm grows with depth as each block adds its
-# output; the later blocks' contributions become relatively small (each block's effect shrinks
-# like 1/sqrt(depth)), and the output needs a final LayerNorm before the head. Post-LN keeps the
-# stream normalised and, when it does train, often reaches slightly better results (Liu et al. 2020).
+# (a) Pre-LN still trains from the first step: its residual stream is a plain sum,
+# x_L = x_0 + f_1 + ... + f_L, so the gradient reaches every block through an identity path, and
+# with more layers each block's gradient gets smaller, not larger (Xiong et al. 2020: about 1/sqrt(L)),
+# so a fixed learning rate is, if anything, safer. Post-LN without warm-up trains at least as badly as
+# at 6 + 6 layers, probably worse: every residual sum passes through a LayerNorm that rescales the
+# gradient on its way back, its last layers' gradients do not shrink with depth, and there are now more
+# blocks, each taking large first updates at full learning rate, so the model is pushed further into a
+# bad region. Post-LN with warm-up should still train, because the warm-up keeps those first updates
+# small until Adam's statistics and the weights have settled; a deeper post-LN stack may need a longer
+# warm-up than 50 steps (the original Transformer used 4,000).
+# (b) Without the final LayerNorm the output layer reads the raw residual stream, the un-normalised sum
+# of the embeddings and every block's output, whose norm grows as blocks are added (roughly like the
+# square root of the number of blocks at initialisation, often faster in training). The logits' scale
+# then depends on depth: the output layer must learn to undo it, the softmax saturates more easily, and
+# training is less stable. In post-LN the last operation of every block is a LayerNorm, so the stream
+# that leaves the stack is already normalised and an extra one would change nothing essential.
 
 # %% [markdown]
 # ## Summary

@@ -40,15 +40,17 @@
 # `05_transformer_blocks` (this notebook builds BERT from the course's `EncoderBlock`, the model
 # answer of 05, in its post-LN form).
 #
-# **Estimated time:** about 2 hours.
+# **Estimated time:** about 2 hours. **Points:** 18 autograded (14 in 6 exercises, plus 3 for your loaded
+# MiniLM and 1 for your MLM training run, two tests without an answer cell of their own), plus 2 for a
+# written answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a ✓
 # line means the visible check on a small worked example passed. When the notebook is graded,
 # hidden tests run your code on fresh random inputs and compare it with the real oracles:
 # transformers' `BertEmbeddings` and `BertModel` with the MiniLM weights, and sentence-transformers'
-# `encode`. To see your grade on this machine, run `transformer-course check 06_bert.ipynb` in a
-# terminal.
+# `encode`. Each exercise says its difficulty and a rough time; hints open on demand. To see your
+# grade on this machine, run `transformer-course check 06_bert.ipynb` in a terminal.
 
 # %%
 import os
@@ -132,11 +134,27 @@ print("special ids: [PAD]", tokenizer.pad_token_id, " [CLS]", tokenizer.cls_toke
 
 # %% [markdown]
 # ### Exercise 1: BERT's embeddings (3 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # `__init__` is given; keep its attribute names (the checks copy transformers' `BertEmbeddings`
 # weights into yours by them, and section 4 loads the real weights by them). Write `forward`:
 # positions are `torch.arange(T)` on the input's device; `token_type_ids=None` means segment 0
 # everywhere. Return shape $(B, T, d)$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Three table look-ups, summed, then `self.norm`, then `self.dropout`. The positions are the same for
+# every sequence in the batch: a $(T,)$ index gives a $(T, d)$ look-up, which broadcasts against
+# $(B, T, d)$.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Positions count from 0 (not from 1, as RoBERTa's do) and must live on `input_ids.device`; for
+# `token_type_ids=None` use a tensor of zeros shaped like `input_ids` (segment 0 still adds its own learned
+# vector). No $\sqrt{d}$ scaling. Normalise the *sum* with the given `self.norm`, which already carries
+# $\epsilon = 10^{-12}$: `F.layer_norm` with its default $\epsilon$ fails the check.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "bert_embeddings", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class BertEmbeddings(nn.Module):
@@ -201,6 +219,7 @@ check.bert_embeddings(BertEmbeddings)
 
 # %% [markdown]
 # ### Exercise 2: 80/10/10 masking (3 points)
+# *Difficulty: ★★★ · about 25 minutes*
 #
 # Write `mlm_mask`. Draw all random numbers from `generator` (pass `generator=generator` to
 # `torch.rand` and `torch.randint`), so that a seed reproduces the masking. One way: a uniform
@@ -210,6 +229,24 @@ check.bert_embeddings(BertEmbeddings)
 # `special_tokens_mask` as 0/1 integers: convert it with `.bool()` before `~` (on integers `~` is
 # the bitwise NOT, `~1 == -2`). The hidden checks mask a million tokens and test the proportions
 # statistically.
+#
+# <details><summary>Hint 1</summary>
+#
+# Work with boolean $(B, T)$ tensors: first one that says which positions are *selected*, then the split
+# of those into mask, random and keep. Every random call gets `generator=generator`, and the results are
+# new tensors (`torch.where`, or a clone), never writes into `input_ids`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Selected = (first uniform $< p$) and not special; the labels are the original id where selected, $-100$
+# elsewhere. Every replacement must also require *selected*, or unselected tokens change. The split needs
+# one more uniform $v$ per position, cut at 0.8 and 0.9: two independent draws (one against 0.8, then one
+# against 0.1) would make only $0.2 \times 10\% = 2\%$ of the selected tokens random. Random ids come from
+# `torch.randint` with upper bound `vocab_size` (exclusive). What to expect: about $p$ of the ordinary
+# tokens selected and, of those, about 80% `[MASK]`, 10% random, 10% unchanged; in the worked example
+# positions 0, 5, 6 and 7 are special and keep both their id and the label $-100$.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "mlm_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mlm_mask(input_ids, special_tokens_mask, mask_token_id, vocab_size, *, p=0.15, generator=None):
@@ -329,11 +366,28 @@ for name, t in model_shell.named_parameters():
 
 # %% [markdown]
 # ### Exercise 3: the name mapping (2 points)
+# *Difficulty: ★★☆ · about 20 minutes*
 #
 # Write `hf_to_course_name(name)`, returning the course's name, or `None` for the two kinds of
 # entries to skip. Raise `KeyError(name)` for anything else (the hidden check tries names of an MLM
 # head and of a decoder's cross-attention, which are no part of this encoder). `re.fullmatch` from
 # Python's `re` module (imported above) matches a whole name against a pattern.
+#
+# <details><summary>Hint 1</summary>
+#
+# Three kinds of names, handled in turn: the two to skip (`embeddings.position_ids`, anything under
+# `pooler.`), the embeddings (only their `LayerNorm` is renamed, to `norm`), and the layers. A name that
+# fits none of them raises `KeyError(name)`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A layer's name is `encoder.layer.` + a layer number + a middle part + `.weight` or `.bias`. Capture the
+# number, the middle part and the suffix as groups of one `re.fullmatch`, look the middle part up in a
+# dictionary built from the table above, and reassemble with the same number and suffix:
+# `encoder.layer.0.intermediate.dense.weight` becomes `layers.0.ff.fc1.weight`. A middle part missing from
+# the dictionary (say `crossattention.self.query`) must raise `KeyError`, not slip through.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "name_mapping", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def hf_to_course_name(name):
@@ -441,9 +495,25 @@ if minilm is not None:
 
 # %% [markdown]
 # ### Exercise 4: sentence embeddings (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `sentence_embedding(hidden, attention_mask)`: the masked mean, then L2 normalisation along
 # the feature axis. Keep the dtype of `hidden` (the checks use float64).
+#
+# <details><summary>Hint 1</summary>
+#
+# Convert the mask to the dtype of `hidden` and give it a trailing axis, $(B, T) \to (B, T, 1)$: then it
+# broadcasts against $(B, T, d)$ and zeroes the padding rows.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Sum over the token axis (dim 1) and divide by the number of *real* tokens, not by $T$; then divide
+# each sentence's vector by its L2 norm along the last axis (average first, normalise second). In the
+# worked example the means are $[2, 2]$ and $[0, 4]$, normalised $[0.7071, 0.7071]$ and $[0, 1]$; the
+# plain mean over all three positions would give $[3, 5.67]$ for the second sentence, whose last
+# position is padding.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sentence_embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sentence_embedding(hidden, attention_mask):
@@ -516,10 +586,25 @@ if minilm is not None:
 
 # %% [markdown]
 # ### Exercise 5: top-k by cosine similarity (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `semantic_search(query, corpus, k)`. Neither input is guaranteed to be normalised, so
 # normalise both; return the scores and the corpus indices of the `k` best matches for each query,
 # best first (`torch.topk`).
+#
+# <details><summary>Hint 1</summary>
+#
+# Normalise the rows of both inputs along the feature axis; one matrix product then gives the $(Q, N)$
+# table of cosine similarities, one row per query.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.topk(..., k, dim=-1)` returns the values and the indices, largest first: the pair to return. In
+# the worked example the query $[1, 0]$ has cosines $0, 0.995, -1, 0.707$ with the four corpus rows, so
+# $k = 2$ gives indices $[1, 3]$ with scores $[0.995, 0.707]$. A score of $2.0$ means you ranked by the
+# raw dot product.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "semantic_search", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def semantic_search(query, corpus, k=5):
@@ -588,9 +673,23 @@ widgets.interact(search, query=widgets.Text(value="How do I make a temporary dir
 
 # %% [markdown]
 # ### Exercise 6: the MLM loss (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Write `mlm_loss(logits, labels)` for logits $(B, T, V)$ and labels $(B, T)$. `F.cross_entropy`
 # reads dimension 1 as the classes, so flatten to $(B \cdot T, V)$ and $(B \cdot T,)$ first.
+#
+# <details><summary>Hint 1</summary>
+#
+# `F.cross_entropy` skips every position labelled $-100$ (its default `ignore_index`) and averages over
+# the rest: you need no mask of your own. It takes raw logits, no softmax first.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The worked example has one sequence of three positions, the first labelled $-100$:
+# $-\log \mathrm{softmax}([0, 0, 3, 0])_2 = 0.1392$ and $-\log \mathrm{softmax}([1, 1, 1, 1])_0 = \ln 4 = 1.3863$,
+# so the loss is their mean, $0.7628$. If you get $0.5085$, you divided by all three positions.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "mlm_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def mlm_loss(logits, labels):
@@ -612,15 +711,16 @@ check.mlm_loss(mlm_loss)
 # A 2-layer, 64-wide BERT, from random weights, trained for 150 steps on the docstring sentences
 # with your `mlm_mask` and `mlm_loss` and MiniLM's tokenizer. A model that knows nothing starts at
 # $\ln 30522 \approx 10.3$ nats; learning which tokens are common brings it to about 7, and
-# beyond that it must use the context. (BERT-base trained for a million steps of 256 sequences,
-# 90% of them 128 tokens long and the rest 512; this run takes about ten seconds.)
+# beyond that it must use the context. (BERT-base trained for a million steps of 256 sequences, 90% of
+# the steps on sequences of 128 tokens and the rest on 512; this run takes about ten seconds.)
 #
 # One saving every MLM implementation makes: the output layer, $d \times 30522$, is by far the
 # most expensive part of this small model, and its predictions are only needed at the selected
 # positions. So the loop runs the encoder on the whole batch, picks out the selected positions'
 # hidden states, and runs the head on those alone. Your `mlm_loss` receives them as one sequence,
-# shape $(1, n_{\text{selected}}, V)$: the same mean over the same positions, at least seven times
-# less work (fewer than 15% of the positions, padding included, are selected).
+# shape $(1, n_{\text{selected}}, V)$: the same mean over the same positions, with the head's work cut
+# more than six-fold (fewer than 15% of the positions, padding included, are selected; the encoder's
+# work is unchanged).
 
 # %%
 from transformers import BertConfig
@@ -692,25 +792,32 @@ if mlm_losses is not None:
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
 #
-# BERT's self-attention is bidirectional; GPT's (notebook 07) is causal. (a) Why does
-# bidirectional attention suit understanding tasks such as classification, search or tagging?
-# (b) Why can a bidirectional model not be trained, or used, to generate text one token at a time
-# the way GPT is, and what does the masked-language-model objective give up in exchange? Three to
-# six sentences.
+# BERT's self-attention is bidirectional; GPT's (notebook 07) is causal. (a) Take the two sentences
+# "The bank was steep and muddy." and "The bank was closed on Sunday." and embed them with mean pooling,
+# once with your MiniLM and once with a causal model of the same size. For each model, which token
+# vectors differ between the two sentences, and which pair of sentence embeddings would you expect to
+# be more similar? What does that say about bidirectional attention for search or classification?
+# (b) A colleague trains your BERT, without a causal mask, on GPT's next-token objective: the input is
+# the sentence, the label at position $t$ is the token at $t + 1$. Predict the training loss, and what
+# the model produces when it then generates text one token at a time. What does the masked-language-model
+# objective give up to avoid this? Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "bidirectional_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# (a) In understanding tasks the whole input is given at once, and the meaning of a word often
-# depends on what comes after it ("bank" in "the bank of the river"). With bidirectional attention
-# every token's representation is built from both sides in every layer, so each hidden state, and a
-# pooled sentence vector, summarises the full context; a causal model's early tokens never see the
-# end of the sentence.
-# (b) Generation produces one token at a time, each conditioned on the ones before; a model trained
-# to see both sides has learned to rely on the right context, which does not exist yet when
-# generating, and with full attention the next-token objective is trivial because the answer is in
-# the input. So BERT is trained on masked tokens instead, and pays for it: only about 15% of the
-# positions give a training signal per sequence (a causal LM learns from every position), the
-# [MASK] token seen in training never appears at use, and the masked tokens are predicted
-# independently of each other, so the model defines no probability of a whole sequence to sample from.
+# (a) In the causal model the states of "The", "bank" and "was" are identical in both sentences, since
+# they see only the same prefix; only the last tokens differ, so mean pooling averages three identical
+# vectors with a few different ones, and the two embeddings come out more similar than the meanings
+# are. In MiniLM every token attends to both sides in every layer, so "bank" (and, through it, the
+# whole sentence) already carries "river bank" or "money bank", and all the token vectors differ. For
+# understanding tasks the whole input is given at once and a word's meaning often depends on what
+# follows it, so representations built from both sides suit search, classification and tagging.
+# (b) Without a causal mask, position t can attend to position t + 1, which holds its label, so the
+# model learns to copy it: the training loss falls to almost 0 (the unshifted-target bug of notebook
+# 05). At generation the next token is not in the input yet, so the copying it learned has nothing to
+# copy and the output is nonsense. Masked-language modelling avoids the leak by hiding the tokens to
+# predict, and pays for it: only about 15% of the positions give a training signal per sequence (a
+# causal LM learns from every position), the [MASK] token seen in training never appears at use, and
+# the masked tokens are predicted independently of each other, so the model defines no probability of
+# a whole sequence to generate from.
 
 # %% [markdown]
 # ## Summary

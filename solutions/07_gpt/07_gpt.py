@@ -34,15 +34,17 @@
 # (the blocks here are the course's `EncoderBlock`, the model answer of 05, run pre-LN and causal),
 # `06_bert` (loading pretrained weights by name).
 #
-# **Estimated time:** about 2.5 hours.
+# **Estimated time:** about 2.5 hours. **Points:** 23 autograded (21 in 9 exercises, 2 for the model you
+# train in section 6), plus 2 for a written answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
 # `raise NotImplementedError()` with your code) followed by a test cell. Run the test cell: a ✓ line
 # means the visible check on a small worked example passed. When the notebook is graded, hidden
 # tests run your code on fresh random inputs against transformers' `GPT2LMHeadModel` (weights
 # re-initialised large enough that small mistakes show), check your samplers' distributions over
-# tens of thousands of draws, and watch what your generation loop feeds the model. To see your
-# grade on this machine, run `transformer-course check 07_gpt.ipynb` in a terminal.
+# tens of thousands of draws, and watch what your generation loop feeds the model. Each exercise
+# says its difficulty and a rough time; hints open on demand. To see your grade on this machine, run
+# `transformer-course check 07_gpt.ipynb` in a terminal.
 
 # %%
 import math
@@ -98,12 +100,29 @@ print("device:", device)
 
 # %% [markdown]
 # ### Exercise 1: causal attention (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `causal_attention(q, k, v)` for tensors of shape $(B, h, T, d_{\text{head}})$, with plain
 # torch operations (no `F.scaled_dot_product_attention` or the course's attention functions: the
 # check compares yours with a plain reference and would learn nothing from itself). The
 # hidden check also changes the inputs after position $t$ and verifies that your outputs up to $t$
 # do not move.
+#
+# <details><summary>Hint 1</summary>
+#
+# Four steps: the scores $QK^\top$ of shape $(B, h, T, T)$, scaled by $1/\sqrt{d_{\text{head}}}$ (the size
+# of the *last* axis of `q`, not $T$); the mask; the softmax over the keys (the last axis); the product
+# with `v`. The mask is the same for every batch and head: one boolean $(T, T)$ matrix, made on
+# `q.device`, broadcasts over both.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In the worked example position 0 sees only itself, so its output is $v_0 = [1, 0]$. Position 1 has
+# the scores $q_1 \cdot k_0 = 0$ and $q_1 \cdot k_1 = 2$, divided by $\sqrt 2$: weights
+# $\mathrm{softmax}(0, 1.414) = (0.196, 0.804)$ and output $[0.196, 0.804]$. A first row of NaN means the
+# diagonal is masked too, or the mask was built by multiplying with $-\infty$.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "causal_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def causal_attention(q, k, v):
@@ -180,6 +199,7 @@ class GPTConfig:
 
 # %% [markdown]
 # ### Exercise 2: the forward pass (4 points)
+# *Difficulty: ★★☆ · about 25 minutes*
 #
 # `__init__` is given: keep its names, since the checks copy `GPT2LMHeadModel`'s weights in by them.
 # Write `forward(idx, targets=None, kv_caches=None)`:
@@ -192,6 +212,22 @@ class GPTConfig:
 # - `targets` $(B, T)$ are the next tokens, already shifted by the caller: the loss is
 #   `F.cross_entropy` over the flattened positions, ignoring targets equal to $-1$
 #   (`ignore_index=-1`). Return `(logits, loss)`, with `loss = None` when `targets` is None.
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the list in order and keep the shapes in view: `idx` is $(B, T)$, `wte(idx)` is $(B, T, d)$,
+# and `wpe` of a 1-D tensor of $T$ positions (`torch.arange`, on `idx.device`) is $(T, d)$, which
+# broadcasts over the batch. Do not skip `ln_f`: a pre-LN stack never normalises its residual stream
+# otherwise, and the worked example compares with GPT-2 itself.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `F.cross_entropy` wants raw logits of shape $(N, V)$ and targets of shape $(N,)$: flatten $(B, T, V)$
+# to $(BT, V)$ and $(B, T)$ to $(BT,)$ (given 3-D logits it reads axis 1 as the classes). With caches,
+# a single new token after a 5-token prompt sits at position 5, not 0: restarting at 0 passes the
+# one-pass comparison and fails the hidden cache check.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "gpt_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class GPT(nn.Module):
@@ -268,15 +304,35 @@ check.gpt_forward(GPT, GPTConfig)
 #
 # > **Common bug: a missing transpose on a square matrix.** `mlp.c_fc` is $(d, 4d)$: copied into
 # > a $(4d, d)$ `Linear` without a transpose, it raises a shape error and you notice. `attn.c_proj`
-# > is $d \times d$: it loads silently, untransposed, and every output is wrong by about 0.3.
+# > is $d \times d$, and so are the three blocks that `c_attn` splits into for $W_Q$, $W_K$, $W_V$: each
+# > loads silently, untransposed, and every output is wrong by about 0.3.
 
 # %% [markdown]
 # ### Exercise 3: load GPT-2's weights (3 points)
+# *Difficulty: ★★☆ · about 25 minutes*
 #
 # Write `load_gpt2_weights(model, hf_model)`: copy every parameter of a transformers
 # `GPT2LMHeadModel` into your `GPT` (same config) with `.copy_()` inside `torch.no_grad()` (so that
 # `lm_head` stays tied to `wte`), and return `model`. `hf_model.transformer` holds `wte`, `wpe`,
 # `h` (the blocks) and `ln_f`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Walk the table row by row, one block of yours beside one block of `hf_model.transformer.h` at a
+# time. Print a few shapes first: `attn.c_attn.weight` is $(d, 3d)$, your `q_proj.weight` is
+# $(d_{out}, d_{in}) = (d, d)$. Every `Conv1D` weight goes in transposed; biases and LayerNorm parameters
+# are 1-D and copy as they are (`ln_1` into `norm1`, `ln_2` into `norm2`).
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `c_attn`'s output axis (dim 1) holds $[W_q \,|\, W_k \,|\, W_v]$, $d$ columns each, in that order:
+# split it into chunks of $d$ along dim 1 (`torch.split`), and its $(3d,)$ bias into chunks of $d$. Only
+# the MLP's two matrices complain about a forgotten transpose: the three $(d, d)$ pieces of `c_attn`
+# and `attn.c_proj` are square and load without an error, so check them against the table rather than
+# waiting for one. Assigning a new `nn.Parameter` instead of `.copy_()` cuts the tie between `wte` and
+# `lm_head`.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "load_gpt2_weights", "locked": false, "schema_version": 3, "solution": true, "task": false}
 @torch.no_grad()
@@ -357,9 +413,24 @@ except NotImplementedError:
 
 # %% [markdown]
 # ### Exercise 4: count without allocating (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # Build the model on the meta device and return the count as a Python `int`. The hidden check
 # counts GPT-2 small too, and fails an answer that builds it with real tensors.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two things, both named in the section above: the device to build on, and a way to visit every
+# parameter exactly once. Of `parameters()` and `state_dict()`, which one lists the tied matrix once?
+# A meta tensor has no values, but its `numel()` works.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The worked example (vocabulary 10, block 4, one layer, $d = 2$) has 106 parameters: 20 for `wte`,
+# 8 for `wpe`, $12 \cdot 2^2 + 13 \cdot 2 = 74$ for the block, 4 for `ln_f`. 126 means `lm_head` was counted
+# a second time; 98 means `wpe` is missing.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "count_parameters", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def count_parameters(config):
@@ -409,6 +480,21 @@ except NotImplementedError:
 
 # %% [markdown]
 # ### Exercise 5: the shifted loss (2 points)
+# *Difficulty: ★☆☆ · about 5 minutes*
+#
+# <details><summary>Hint 1</summary>
+#
+# The logits at position $t$ are scored against the token at $t + 1$: one side loses its last
+# position, the other its first, and both keep $T - 1$. Which side loses which?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Flatten to $(B(T-1), V)$ and $(B(T-1),)$ for `F.cross_entropy` (raw logits, mean reduction; use
+# `reshape`, since a slice is not contiguous and `view` may refuse). In the worked example `logits[0, t]`
+# is 10 at index $t + 1$ and $-10$ elsewhere, so the right loss is $\log(1 + 4e^{-20})$, about
+# $8 \times 10^{-9}$; the unshifted loss is about 15.4.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "next_token_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def next_token_loss(logits, idx):
@@ -529,9 +615,24 @@ check.trained_gpt(char_model, corpus_name, max_loss=2.5)
 
 # %% [markdown]
 # ### Exercise 6: top-k (1 point)
+# *Difficulty: ★☆☆ · about 5 minutes*
 #
 # The $k$-th largest logit of each row (`torch.topk(logits, k).values[..., -1:]`) is the threshold:
 # logits below it become $-\infty$, and any tied with it stay. Return a new tensor.
+#
+# <details><summary>Hint 1</summary>
+#
+# Keep the last axis of the threshold, shape $(B, 1)$, so that comparing it with the $(B, V)$ logits
+# broadcasts row by row. `masked_fill` and `torch.where` return new tensors; an assignment into
+# `logits[...]` changes the caller's tensor, which the check catches.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Worked example: logits $[1, 3, 0.5, 2, -1]$ with $k = 2$ have the threshold 2, and the answer is
+# $[-\infty, 3, -\infty, 2, -\infty]$. Fill with `float("-inf")`, never 0: $e^0 = 1$ keeps a "removed"
+# token in the draw.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "top_k_filter", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def top_k_filter(logits, k):
@@ -553,11 +654,29 @@ check.top_k_filter(top_k_filter)
 
 # %% [markdown]
 # ### Exercise 7: top-p (2 points)
+# *Difficulty: ★★☆ · about 20 minutes*
 #
 # Sort the probabilities in descending order and take their cumulative sum. A token is **removed**
 # when the tokens before it already hold at least $p$ (cumulative sum minus its own probability
 # $\ge p$); so the token that carries the sum past $p$ stays, and the most likely token always stays.
 # Put the mask back into vocabulary order (`scatter` with the sort's indices) before applying it.
+#
+# <details><summary>Hint 1</summary>
+#
+# `torch.sort(..., descending=True)` gives the sorted logits and the indices that sorted them; the
+# probabilities are the softmax of the sorted logits, and `torch.cumsum` along the last axis gives the
+# running sum. Decide what to remove in sorted order, where the rule is one comparison, then map back.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Worked example, probabilities $[0.1, 0.5, 0.05, 0.3, 0.05]$, $p = 0.7$: sorted
+# $0.5, 0.3, 0.1, 0.05, 0.05$; running sums $0.5, 0.8, 0.9, 0.95, 1.0$; mass *before* each token
+# $0, 0.5, 0.8, 0.9, 0.95$. The last three reach 0.7 and go; tokens 1 and 3 stay. Comparing the
+# running sum itself with $p$ would also drop the 0.3 that crosses $p$. To map back, scatter the
+# sorted mask into a boolean tensor of `False` along the last axis, with the sort's indices as the
+# index: entry $i$ lands at the vocabulary position named by the $i$-th sort index.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "top_p_filter", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def top_p_filter(logits, p):
@@ -583,12 +702,28 @@ check.top_p_filter(top_p_filter)
 
 # %% [markdown]
 # ### Exercise 8: draw the next token (2 points)
+# *Difficulty: ★☆☆ · about 10 minutes*
 #
 # Write `sample_next`: `temperature == 0` is greedy (`argmax`); otherwise divide the logits by the
 # temperature, apply your `top_k_filter` and `top_p_filter` when asked, and draw with
 # `torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)`. The hidden check draws
 # tens of thousands of tokens with fixed seeds and compares their frequencies with the distribution
 # they should follow.
+#
+# <details><summary>Hint 1</summary>
+#
+# Mind the order: handle `temperature == 0` first (so nothing is divided by 0), then the temperature,
+# then top-k, then top-p, then the softmax and the draw. Pass `generator` on to `torch.multinomial`, or
+# two identically seeded runs draw different tokens.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The temperature divides the *logits*: $\mathrm{softmax}(z/\tau)_i \propto p_i^{1/\tau}$, so at $\tau = 0.5$
+# (the worked example) each token's probability becomes proportional to the square of its old one.
+# Dividing the probabilities instead changes nothing after renormalisation. `torch.multinomial(probs, 1)`
+# returns $(B, 1)$; the answer is $(B,)$.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "sample_next", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sample_next(logits, *, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -679,8 +814,16 @@ def show_sampling(prompt=default_prompt, temperature=1.0, top_k=0, top_p=1.0, se
 # > sequence every step appends the old tokens to the cache again, and the outputs go wrong; feeding
 # > the right single token but restarting its position at 0 gives plausible, wrong text.
 
+
+# %%
+from transformer_course import diagrams
+
+diagrams.gpt_stack()
+plt.show()
+
 # %% [markdown]
 # ### Exercise 9: generate, with and without the cache (3 points)
+# *Difficulty: ★★☆ · about 25 minutes*
 #
 # Write `generate(model, idx, max_new_tokens, ...)`. Each step takes the logits of the **last**
 # position and calls your `sample_next`. With `use_cache=False`, run the model on the whole sequence
@@ -688,6 +831,23 @@ def show_sampling(prompt=default_prompt, temperature=1.0, top_k=0, top_p=1.0, se
 # `KVCache()` per layer, feed the prompt once, then one token per step. (Once the sequence is longer
 # than `block_size` the learned positions run out; the check never asks for that.) Run under
 # `torch.no_grad()` and return the prompt followed by the new tokens, $(B, T + n)$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Write the loop without the cache first. The model returns a pair `(logits, loss)`; the next token
+# comes from the $(B, V)$ logits of the last position; `sample_next` gets the same keyword arguments
+# (`generator` included) and returns $(B,)$, which needs a time axis, $(B, 1)$, before `torch.cat` along
+# dim 1 can append it.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# With the cache, the list of `KVCache()` objects is made once, before the loop, and the same list goes
+# into every call. The first call gets the whole prompt, $(B, T)$; every later call only the newest
+# token, sliced so that it stays $(B, 1)$. The worked example (a 3-token prompt, 6 new tokens) must
+# call the model with lengths 3, 1, 1, 1, 1, 1 and give exactly the tokens of the loop without the
+# cache.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true, "task": false}
 @torch.no_grad()

@@ -184,7 +184,13 @@ except NotImplementedError:
 # transformers `BertConfig` (`vocab_size`, `hidden_size`, `num_hidden_layers`, `intermediate_size`,
 # `max_position_embeddings`, `type_vocab_size`): the parameters of `BertModel(config)`, pooler included.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# List the pieces before counting: three embedding tables, the LayerNorm after them, `num_hidden_layers`
+# layers, and the pooler. Every `Linear` and every LayerNorm has a bias.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # A BERT layer is a GPT-2 block with its LayerNorms after the sublayers instead of before: the same
 # count. Check yourself on BERT-base: 109,482,240, of which 590,592 are the pooler.
@@ -379,9 +385,15 @@ print(f"naive memory grows as T^{slope:.2f}")
 # Write `training_flops(n_params, n_tokens)`. GPT-3 (174.6B parameters, 300B tokens; Brown et al.
 # 2020, table D.1) should come out at about $3.14 \times 10^{23}$.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
 # $2ND$ is one forward pass over the data. What does the backward pass add?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The backward pass multiplies by each weight twice: once for the gradient of the layer's input, once for
+# the weight's own gradient. That is $4ND$ more.
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "training_flops", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -552,7 +564,13 @@ except NotImplementedError:
 # Write `compute_optimal(C, law)` returning `(N_opt, D_opt)`, where `law` has the attributes `E`, `A`,
 # `B`, `alpha` and `beta` (a `scaling.ChinchillaLaw`). Do not call the law's own `optimum`.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Use the closed form above: the exponents $\beta / (\alpha + \beta)$ and $\alpha / (\alpha + \beta)$ on $C/6$,
+# and the constant $G$ on one side and $1/G$ on the other.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Check yourself: $6 N_{opt} D_{opt}$ must equal $C$; with $A = B$ and $\alpha = \beta$ you must get
 # $N_{opt} = D_{opt} = \sqrt{C/6}$; and the rounded Chinchilla constants at $2.21 \times 10^{19}$ give
@@ -753,7 +771,13 @@ widgets.interact(show_budget,
 # Write `isoflop_optimum(N, L)`: fit $L = p_0 (\log N)^2 + p_1 \log N + p_2$ to one budget's runs and
 # return the $N$ at the parabola's vertex.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# The parabola is in $\log N$, not in $N$: fit against the logarithm, find the vertex there, and come back
+# with `np.exp`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `np.polyfit(x, y, 2)` returns $(p_0, p_1, p_2)$; the vertex of $p_0 x^2 + p_1 x + p_2$ is at
 # $x = -p_1 / 2p_0$, and here $x$ is $\log N$.
@@ -841,10 +865,16 @@ print(f"{corpus_name} corpus: {len(text):,} characters, vocabulary {tokenizer.vo
 # sparse evaluation keeps the sweep fast. The test measures the models itself on held-out text: loose
 # bounds, since a CPU run is noisy, but the loss must fall with size.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
 # Keep every model in the list (not only the last), and give each the same `iters` and `batch_size`:
 # the sweep varies the size only.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Seed before building each model, not once before the loop: then every width starts from the same
+# random state, and the only difference between runs is the width.
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "run_sweep", "locked": false, "schema_version": 3, "solution": true, "task": false}

@@ -280,7 +280,13 @@ check.vit_forward(ViT)
 # `position_embedding.weight`, the blocks called as `block(x, is_causal=True)`, `final_norm`, then for each
 # caption the state at its first `eos_token_id`.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# A causal model's last real token has read the whole caption; padding after it has read nothing new.
+# So the feature is read at each caption's own end-of-text position, which differs from row to row.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `(ids == self.eos_token_id).int().argmax(dim=1)` is the index of the first end-of-text token of each row
 # (`argmax` returns the first maximum); index with `x[torch.arange(B), positions]`.
@@ -347,10 +353,17 @@ check.text_forward(TextTransformer)
 # the scalar tensor `logit_scale` ($s$): a scalar tensor, equal to transformers' `CLIPModel(...,
 # return_loss=True)` loss.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `F.normalize(x, dim=-1)`, then `logits = logit_scale.exp() * img @ txt.T`, labels `torch.arange(B)`, and
-# `F.cross_entropy` on `logits` and on `logits.T`.
+# Three steps: unit vectors, a $(B, B)$ matrix of scaled cosines, and a cross-entropy in each direction.
+# The scale is stored as a log.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# After `F.normalize(x, dim=-1)`, the logits are $e^{s}$ times the image-caption cosines; the right answer
+# for row $i$ is column $i$ (labels `torch.arange(B)`), and the loss averages `F.cross_entropy` over the
+# rows and over the columns (the transpose).
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "clip_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -544,7 +557,13 @@ except NotImplementedError:
 # `(len(classes), embed_dim)` tensor of unit rows, computed without gradients. `tokenizer.encode(list of
 # captions)` gives the ids; put them on the model's device.
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Fill each template with the class's colour and shape (`template.format(c=..., s=...)`), embed all of them,
+# and combine the embeddings into one unit vector.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # For one class: `model.encode_text(ids)` for all its templates at once → `(n_templates, e)`; normalise the
 # rows; `.mean(0)`; normalise again.
@@ -633,6 +652,18 @@ check.zero_shot(model, n=600, seed=None)
 # Write `recall_at_k(similarity, k)` for an `(n, n)` matrix whose row $i$ is image $i$ and column $i$ its
 # caption: the share (a float between 0 and 1) of rows $i$ whose column $i$ is among the row's $k$ largest
 # entries. (The test matrices have no ties.)
+#
+# <details><summary>Hint 1</summary>
+#
+# Work row by row (or all rows at once): find the indices of the row's $k$ largest entries, and ask whether
+# $i$ is one of them.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `similarity.topk(k, dim=1).indices` is $(n, k)$; compare it with `torch.arange(n)[:, None]`, and a row
+# counts when any of its $k$ entries matches. Rank along the rows (dim 1), from the largest down.
+# </details>
 
 # %% nbgrader={"grade": false, "grade_id": "recall_at_k", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def recall_at_k(similarity, k):

@@ -355,8 +355,9 @@ plt.show()
 #
 # <details><summary>Hint 1</summary>
 #
-# Two loops: `for i0 in range(0, n_q, block_q)` with `i1 = min(i0 + block_q, n_q)`, and inside it
-# `for j0 in range(0, n_k, block_k)`. Slices `q[..., i0:i1, :]` keep the batch and head axes, so every
+# Two loops: one over the query tiles, starting every `block_q` positions, and inside it one over the key
+# tiles, every `block_k` positions; the last tile of each may be shorter, so end each slice at the sequence's
+# length. Slices `q[..., i0:i1, :]` keep the batch and head axes, so every
 # operation works on all heads at once. Keep `m`, `l` with shape `(B, H, i1 - i0)` and `acc` with
 # `(B, H, i1 - i0, d_v)`, then write `acc / l[..., None]` into `out[..., i0:i1, :]`.
 # </details>
@@ -483,14 +484,15 @@ for T, shape in largest.items():
 # <details><summary>Hint 1</summary>
 #
 # Start `dq, dk, dv` as `torch.zeros_like(q)` (and `k`, `v`) and add into slices:
-# `dk[..., j0:j1, :] += ...`. Compute `D = (dout * out).sum(dim=-1)` once, before the loops.
+# `dk[..., j0:j1, :] += ...`. Compute $D$ once, before the loops: one number per query, the sum over the
+# last axis of the elementwise product of `dout` and `out`.
 # </details>
 #
 # <details><summary>Hint 2</summary>
 #
-# Recompute the tile's scores and mask exactly as the forward did, then `p = torch.exp(s - lse[..., i0:i1, None])`:
-# masked scores are $-\infty$, so their $P$ is 0. `ds = p * (dp - D[..., i0:i1, None])`. Both `dq` and `dk`
-# carry the scale.
+# Recompute the tile's scores and mask exactly as the forward did, then $P = e^{S - L}$ with the tile's rows
+# of the log-sum-exp broadcast along the keys: masked scores are $-\infty$, so their $P$ is 0. $D$ is
+# broadcast the same way in $dS = P \circ (dP - D)$. Both `dq` and `dk` carry the scale.
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "tiled_attention_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
