@@ -414,3 +414,122 @@ def test_trained_model_check_rejects_an_untrained_model_and_a_bad_corpus_name():
     fails_with(check.trained_gpt, model, "offline", hint="a model that knows only character frequencies")
     fails_with(check.trained_gpt, model, "wikipedia", hint="corpus_name should be")
     fails_with(check.trained_gpt, None, "offline", hint="training cell did not finish")
+
+
+# ============================================================ the KV cache (exercise 9) ===
+
+class LearnerCache:
+    """The model answer, written as a learner would (not the package's class)."""
+
+    def __init__(self):
+        self.k = None
+        self.v = None
+
+    def __len__(self):
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def update(self, k, v):
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def causal_mask(self, n_q, device=None):
+        n_k = len(self)
+        return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q)
+
+
+class NoOffset(LearnerCache):
+    def causal_mask(self, n_q, device=None):
+        return torch.ones(n_q, len(self), dtype=torch.bool, device=device).tril()
+
+
+class OffByOne(LearnerCache):
+    def causal_mask(self, n_q, device=None):
+        n_k = len(self)
+        return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q - 1)
+
+
+class Replaces(LearnerCache):
+    def update(self, k, v):
+        self.k, self.v = k, v
+        return k, v
+
+
+class WrongAxis(LearnerCache):
+    def update(self, k, v):
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-1)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-1)
+        return self.k, self.v
+
+
+class CountsCalls(LearnerCache):
+    calls = 0
+
+    def update(self, k, v):
+        self.calls += 1
+        return super().update(k, v)
+
+    def __len__(self):
+        return self.calls
+
+
+class FloatMask(LearnerCache):
+    def causal_mask(self, n_q, device=None):
+        return super().causal_mask(n_q, device).float()
+
+
+class SubclassesTheReference(KVCache):
+    pass
+
+
+def test_kv_cache_model_answer_passes(capsys):
+    check.kv_cache_example(LearnerCache)
+    check.kv_cache(LearnerCache)
+    assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.mark.parametrize("cls,hint", [
+    (NoOffset, "the mask is not offset"),
+    (OffByOne, "off by one"),
+    (Replaces, "APPEND"),
+    (WrongAxis, "wrong axis"),
+    (CountsCalls, "counts calls"),
+    (FloatMask, "boolean tensor"),
+])
+def test_kv_cache_mistakes_fail_with_their_hint(cls, hint):
+    fails_with(check.kv_cache_example, cls, hint=hint)
+    fails_with(check.kv_cache, cls, hint=hint)
+
+
+def test_kv_cache_stub_and_the_reference_are_not_answers():
+    class Stub(LearnerCache):
+        def __len__(self):
+            raise NotImplementedError()
+    fails_with(check.kv_cache_example, Stub, hint="not implemented yet")
+    fails_with(check.kv_cache_example, SubclassesTheReference, hint="computes the very thing")
+
+
+def test_the_model_uses_the_cache_mask_so_a_wrong_one_changes_the_logits():
+    """A cache whose mask is wrong only for chunks (n_q > 1 after a prompt) passes the unit steps that never feed
+    a chunk; the run inside the GPT still catches it."""
+    class ChunkBug(LearnerCache):
+        def causal_mask(self, n_q, device=None):
+            if n_q > 1 and n_q != len(self):
+                return torch.ones(n_q, len(self), dtype=torch.bool, device=device)
+            return super().causal_mask(n_q, device)
+    import numpy as np
+    with pytest.raises(CheckFailed, match="against recomputing the whole sequence"):
+        check._check_cache_in_model(ChunkBug, np.random.default_rng(0), "a chunk of 3")
+
+
+def test_generate_blames_a_broken_cache():
+    from notebook_tools import solution_cells
+
+    source = solution_cells("07_gpt")["generate"]
+    namespace = notebook(source, KVCache=NoOffset, sample_next=sample)
+    fails_with(check.generate_example, namespace["generate"], hint="your KVCache from exercise 9")
+    namespace = notebook(source, KVCache=LearnerCache, sample_next=sample)
+    check.generate_example(namespace["generate"])

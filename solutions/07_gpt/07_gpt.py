@@ -26,15 +26,16 @@
 # - count GPT-2 small's 124,439,808 parameters without allocating a single weight;
 # - write the shifted next-token loss, then train a character-level GPT on real text;
 # - write greedy, temperature, top-k and top-p (nucleus) sampling;
-# - write generation with a key/value cache that gives exactly the tokens of full recomputation, and
-#   measure how much faster it is.
+# - write a key/value cache (keys and values appended per layer, and the causal mask offset for queries
+#   that start at position `len(cache)`), and generation with it that gives exactly the tokens of full
+#   recomputation; measure how much faster it is.
 #
 # **Prerequisites:** `02_attention` (masks), `03_multi_head_attention`, `04_positional_encoding`
 # (learned positions), `05_transformer_blocks`
 # (the blocks here are the course's `EncoderBlock`, the model answer of 05, run pre-LN and causal),
 # `06_bert` (loading pretrained weights by name).
 #
-# **Estimated time:** about 2.5 hours. **Points:** 23 autograded (21 in 9 exercises, 2 for the model you
+# **Estimated time:** about 2.5 hours. **Points:** 26 autograded (24 in 10 exercises, 2 for the model you
 # train in section 6), plus 2 for a written answer graded by hand.
 #
 # **How to check your work:** each exercise has an answer cell (replace
@@ -61,7 +62,6 @@ import tqdm as tqdm_package
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from transformer_course.attention import KVCache
 from transformer_course.blocks import EncoderBlock, LayerNorm
 from transformer_course.corpus import CharTokenizer, load_corpus, train_val_split
 from transformer_course.device import default_device
@@ -806,9 +806,13 @@ def show_sampling(prompt=default_prompt, temperature=1.0, top_k=0, top_p=1.0, se
 # attention itself still reads all $T$ cached keys and values, so its part of the work still grows
 # with $T$, but it is a small part at these sizes.
 #
-# The course's attention layer does the bookkeeping: `KVCache()` objects, one per block, passed as
-# `model(idx, kv_caches=caches)`, collect the keys and values, and your `forward` starts the
-# positions at `len(kv_caches[0])`.
+# You write the cache next. One `KVCache()` per block goes into `model(idx, kv_caches=caches)`; the
+# course's attention layer hands each call's new keys and values to its block's cache with
+# `update(k, v)` and attends over what `update` returns, and your `forward` starts the positions at
+# `len(kv_caches[0])`. When a call feeds fewer queries than there are keys (a single new token against
+# the whole cache), the plain causal triangle is wrong, and the layer asks the cache for the right mask,
+# `causal_mask(n_q)`: the $n_q$ new queries are the **last** $n_q$ positions, so query $i$ sits at
+# position $n_k - n_q + i$ and may see the keys $j \le n_k - n_q + i$.
 #
 # > **Common bug: a cache fed the whole sequence.** Creating the caches but feeding the whole
 # > sequence every step appends the old tokens to the cache again, and the outputs go wrong; feeding
@@ -822,13 +826,84 @@ diagrams.gpt_stack()
 plt.show()
 
 # %% [markdown]
-# ### Exercise 9: generate, with and without the cache (3 points)
+# ### Exercise 9: the key/value cache (3 points)
+# *Difficulty: ★★☆ · about 15 minutes*
+#
+# Complete `KVCache`, the cache of one attention layer:
+# - `update(k, v)`: `k` and `v` are $(B, h, t_\text{new}, d_\text{head})$, the positions fed in this call.
+#   Append them to what the cache holds and return **all** keys and **all** values so far,
+#   $(B, h, T_\text{so far}, d_\text{head})$ each.
+# - `len(cache)`: the number of positions held (0 for a new cache).
+# - `causal_mask(n_q, device=None)`: called after `update`, the boolean $(n_q, \text{len})$ mask of the
+#   $n_q$ newest queries against every cached key, `True` where attention is allowed.
+#
+# The test checks a prompt of 3 positions and then single tokens, random chunk sizes, and then your cache
+# inside the course's GPT: a prompt, single tokens and a chunk of three must give the logits of
+# recomputing the whole sequence.
+#
+# <details><summary>Hint 1</summary>
+#
+# Keep the keys and values as two tensors (`None` before the first update). The positions are the
+# time axis, dim $-2$; what `update` returns is what the new queries attend to, so it must include the
+# earlier positions.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The mask for a prompt of $T$ positions (nothing cached before) is the usual $T \times T$ lower triangle;
+# for one new token after $T - 1$ cached ones it is a single row of $T$ `True`s. Both are a lower triangle
+# shifted right by the number of earlier positions, $n_k - n_q$: `torch.tril` takes that shift as an argument.
+# </details>
+
+# %% nbgrader={"grade": false, "grade_id": "kv_cache", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class KVCache:
+    """Keys and values of the positions seen so far, for one attention layer."""
+
+    def __init__(self):
+        self.k = None       # (B, h, positions so far, d_head); None before the first update
+        self.v = None
+
+    def __len__(self):
+        """The number of positions held."""
+        ### BEGIN SOLUTION
+        return 0 if self.k is None else self.k.shape[-2]
+        ### END SOLUTION
+
+    def update(self, k, v):
+        """Append this call's k, v (B, h, t_new, d_head); return (all keys, all values) so far."""
+        ### BEGIN SOLUTION
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+        ### END SOLUTION
+
+    def causal_mask(self, n_q, device=None):
+        """(n_q, len(self)) boolean: True where each of the n_q newest queries may attend."""
+        ### BEGIN SOLUTION
+        n_k = len(self)
+        return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q)
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "kv_cache_test", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+from transformer_course.grading import gpt as check
+
+check.kv_cache_example(KVCache)
+### BEGIN HIDDEN TESTS
+check.kv_cache(KVCache)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 10: generate, with and without the cache (3 points)
 # *Difficulty: ★★☆ · about 25 minutes*
 #
 # Write `generate(model, idx, max_new_tokens, ...)`. Each step takes the logits of the **last**
 # position and calls your `sample_next`. With `use_cache=False`, run the model on the whole sequence
 # each step (cropped to its last `model.config.block_size` tokens). With `use_cache=True`, create one
-# `KVCache()` per layer, feed the prompt once, then one token per step. (Once the sequence is longer
+# `KVCache()` (yours, from exercise 9) per layer, feed the prompt once, then one token per step. (Once the sequence is longer
 # than `block_size` the learned positions run out; the check never asks for that.) Run under
 # `torch.no_grad()` and return the prompt followed by the new tokens, $(B, T + n)$.
 #

@@ -286,6 +286,14 @@ class KVCache:
             self.v = torch.cat([self.v, v], dim=-2)
         return self.k, self.v
 
+    def causal_mask(self, n_q: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The causal mask of the ``n_q`` newest positions against all ``len(self)`` cached ones (the new
+        included): ``(n_q, len(self))`` boolean, query ``i`` (position ``len - n_q + i``) may see key ``j``
+        when ``j <= len - n_q + i``. For a prompt (``n_q == len``) it is the usual lower triangle; for one
+        new token, a row of ``True``."""
+        n_k = len(self)
+        return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q)
+
 
 def _as_head_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     """Let ``(B, n_q, n_k)`` masks (e.g. :func:`padding_mask`) broadcast over heads."""
@@ -377,8 +385,12 @@ class MultiHeadAttention(nn.Module):
         mask = _as_head_mask(mask)
         n_q, n_k = q.shape[-2], k.shape[-2]
         if is_causal and n_q != n_k:
-            # new queries are the last n_q positions: query i may see keys j <= i + (n_k - n_q)
-            causal = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
+            # new queries are the last n_q positions: query i may see keys j <= i + (n_k - n_q); a cache that
+            # knows how (the course's, or the one a learner writes in notebook 07) builds that mask itself
+            if kv_cache is not None and hasattr(kv_cache, "causal_mask"):
+                causal = kv_cache.causal_mask(n_q, device=x.device)
+            else:
+                causal = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
             mask = causal if mask is None else mask & causal
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0

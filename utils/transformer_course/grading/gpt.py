@@ -40,7 +40,7 @@ from .. import corpus
 from .. import gpt as ref_gpt
 from .. import sampling as ref_sampling
 from .core import (FUSED_ATTENTION, Earlier, as_numpy, blame_earlier, call, expect, expect_close, expect_tensor, fail,
-                   forbidden, matches, model_loss, passed, quiet, rng)
+                   forbidden, matches, model_loss, passed, quiet, rng, worked_example)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
 #: any learner code runs, so that its integrity snapshot holds the genuine objects.
@@ -55,6 +55,7 @@ __all__ = [
     "top_k_filter_example", "top_k_filter",
     "top_p_filter_example", "top_p_filter",
     "sample_next_example", "sample_next",
+    "kv_cache_example", "kv_cache",
     "generate_example", "generate",
 ]
 
@@ -1164,13 +1165,137 @@ def _check_generate(fn: Callable, gen: np.random.Generator, B: int, T0: int, n: 
              HINT_CACHE_TOKENS + " Pass `generator` on to sample_next.")
 
 
-#: What generate builds on: sample_next of exercise 8, judged by its visible check.
+# ------------------------------------------------------------ the KV cache ---
+
+HINT_KV_REPLACE = (
+    "update returns only the keys and values of this call: it must APPEND them to what the cache already holds "
+    "(torch.cat along the time axis, dim=-2) and return everything so far, so that the new token attends to "
+    "every earlier position."
+)
+HINT_KV_AXIS = (
+    "the keys and values are appended along the wrong axis: they are (B, h, T, d_head), and the positions are "
+    "the time axis, dim=-2."
+)
+HINT_KV_LEN_CALLS = (
+    "len(cache) counts calls, not positions: after a prompt of T tokens it must be T (the size of the time "
+    "axis of the keys held), since the model starts the next positions there."
+)
+HINT_KV_MASK_NO_OFFSET = (
+    "the mask is not offset: the n_q new queries are the LAST n_q positions, so query i sits at position "
+    "len - n_q + i and may see keys j <= len - n_q + i. A plain lower triangle lets a single new token see "
+    "only key 0: shift the triangle by the number of earlier positions (tril's diagonal argument)."
+)
+HINT_KV_MASK_OFF_BY_ONE = (
+    "the mask's offset is off by one: query i (position len - n_q + i) sees itself and every earlier key, "
+    "j <= len - n_q + i, nothing later."
+)
+HINT_KV_MASK_TYPE = "causal_mask returns a boolean tensor (True = may attend), of shape (n_q, len(self))."
+
+_FORBID_CACHE = forbidden(att, "KVCache", methods=("update", "causal_mask", "__len__"))
+
+
+def _mask_variants(n_q: int, n_k: int) -> list[tuple[str, torch.Tensor]]:
+    ones = torch.ones(n_q, n_k, dtype=torch.bool)
+    return [(HINT_KV_MASK_NO_OFFSET, ones.tril()), (HINT_KV_MASK_OFF_BY_ONE, ones.tril(n_k - n_q - 1)),
+            (HINT_KV_MASK_OFF_BY_ONE, ones.tril(n_k - n_q + 1))]
+
+
+def _check_mask(cache, n_q: int, what: str) -> None:
+    n_k = call(cache.__len__, what=f"{what}: len(cache)")
+    mask = expect_tensor(call(cache.causal_mask, n_q, what=f"{what}: causal_mask({n_q})", forbid=_FORBID_CACHE),
+                         f"{what}: causal_mask({n_q})", HINT_KV_MASK_TYPE)
+    if mask.dtype != torch.bool or tuple(mask.shape) != (n_q, n_k):
+        fail(f"{what}: causal_mask({n_q}) is {mask.dtype} of shape {tuple(mask.shape)}, expected torch.bool of "
+             f"shape (n_q, len(cache)) = {(n_q, n_k)}.", HINT_KV_MASK_TYPE)
+    want = torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q)
+    if not torch.equal(mask.cpu(), want):
+        hint = next((h for h, v in _mask_variants(n_q, n_k) if torch.equal(mask.cpu(), v)), None)
+        fail(f"{what}: causal_mask({n_q}) with {n_k} positions cached gives\n{mask.int().tolist()}\nexpected\n"
+             f"{want.int().tolist()}", hint)
+
+
+def _check_cache_steps(KVCache, gen: np.random.Generator, B: int, h: int, d: int, steps: list[int],
+                       label: str) -> None:
+    """Feed chunks of ``steps`` positions; after each, what update returns, len and the mask must be right."""
+    what = f"KVCache ({label})"
+    cache = call(KVCache, what=f"{what}: KVCache()", forbid=_FORBID_CACHE)
+    if call(cache.__len__, what=f"{what}: len of a new cache", forbid=_FORBID_CACHE) != 0:
+        fail(f"{what}: a new cache has len {len(cache)}, expected 0.")
+    ks, vs = [], []
+    for i, t in enumerate(steps):
+        k = torch.from_numpy(gen.standard_normal((B, h, t, d)))
+        v = torch.from_numpy(gen.standard_normal((B, h, t, d)))
+        ks.append(k), vs.append(v)
+        out = call(cache.update, k.clone(), v.clone(), what=f"{what}: update #{i + 1} with {t} position(s)",
+                   forbid=_FORBID_CACHE, explain=lambda e: HINT_KV_AXIS if "Sizes of tensors must match" in str(e)
+                   else None)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            fail(f"{what}: update returned {type(out).__name__}, expected the pair (all keys, all values).")
+        want_k, want_v = torch.cat(ks, dim=-2), torch.cat(vs, dim=-2)
+        for name, got, want, new in (("keys", out[0], want_k, k), ("values", out[1], want_v, v)):
+            got = expect_tensor(got, f"{what}: the {name} update returned")
+            if got.shape == new.shape and i > 0 and torch.equal(got, new):
+                fail(f"{what}: after update #{i + 1} the cache returns only this call's {name}.", HINT_KV_REPLACE)
+            if tuple(got.shape) != tuple(want.shape):
+                hint = HINT_KV_AXIS if got.numel() == want.numel() else HINT_KV_REPLACE
+                fail(f"{what}: after update #{i + 1} the {name} have shape {tuple(got.shape)}, expected "
+                     f"{tuple(want.shape)} (B, h, positions so far, d_head).", hint)
+            expect_close(got, want.numpy(), f"{what}: the {name} after update #{i + 1}", **TOL64)
+        n = call(cache.__len__, what=f"{what}: len", forbid=_FORBID_CACHE)
+        if n != sum(steps[:i + 1]):
+            fail(f"{what}: len(cache) is {n} after updates of {steps[:i + 1]} positions, expected "
+                 f"{sum(steps[:i + 1])}.", HINT_KV_LEN_CALLS if n == i + 1 else None)
+        _check_mask(cache, t, f"{what}, after update #{i + 1}")
+
+
+@torch.no_grad()
+def _check_cache_in_model(KVCache, gen: np.random.Generator, label: str) -> None:
+    """The learner's caches in the course's GPT: a prompt, then single tokens, then a chunk of three, each
+    step's logits equal to recomputing the whole sequence."""
+    torch.manual_seed(int(gen.integers(1 << 30)))
+    cfg = ref_gpt.GPTConfig(block_size=32, vocab_size=11, n_layer=2, n_head=2, n_embd=16)
+    model = ref_gpt.GPT(cfg).double().eval()
+    idx = torch.from_numpy(gen.integers(0, 11, (2, 20)))
+    caches = [call(KVCache, what=f"KVCache ({label})") for _ in range(cfg.n_layer)]
+    start = 0
+    for length in (5, 1, 1, 3, 1):
+        piece = idx[:, start:start + length]
+        got = call(lambda: model(piece, kv_caches=caches)[0], what=f"the GPT with your caches ({label})")
+        want = model(idx[:, :start + length])[0][:, start:]
+        expect_close(got, want.numpy(), f"the GPT with your caches ({label}): logits of positions {start}.."
+                     f"{start + length - 1} fed {length} at a time, against recomputing the whole sequence",
+                     hint="the model asks your cache for causal_mask(n_q) when it feeds fewer queries than keys.",
+                     **TOL64)
+        start += length
+
+
+def kv_cache_example(KVCache) -> None:
+    """Visible: a prompt of 3 positions then two single tokens (one head of size 2); the offset masks."""
+    with worked_example("B=1, h=1, d_head=2. update with 3 positions returns those 3 and len is 3; causal_mask(3) "
+                        "is the lower triangle [[1,0,0],[1,1,0],[1,1,1]]. update with 1 more returns all 4 and len "
+                        "is 4; causal_mask(1) is [[1,1,1,1]]: the new token sees every cached position and itself."):
+        _check_cache_steps(KVCache, np.random.default_rng(7), 1, 1, 2, [3, 1, 1], "worked example: 3, 1, 1 positions")
+    passed("KVCache (worked example)")
+
+
+def kv_cache(KVCache) -> None:
+    """Hidden: random shapes and chunk sizes, then the cache inside the course's GPT against recomputation."""
+    gen = rng()
+    steps = [int(gen.integers(2, 7))] + [1] * int(gen.integers(2, 5)) + [int(gen.integers(2, 4)), 1]
+    _check_cache_steps(KVCache, gen, int(gen.integers(1, 3)), int(gen.integers(1, 4)), int(gen.integers(2, 6)),
+                       steps, f"chunks of {steps} positions")
+    _check_cache_in_model(KVCache, gen, "a prompt of 5, then 1, 1, 3, 1 tokens")
+    passed("KVCache (random chunks; in the GPT equal to recomputation)")
+
+
+#: What generate builds on: sample_next of exercise 8 and the KVCache of exercise 9, judged by their visible checks.
 _SAMPLER = Earlier("sample_next", "exercise 8", sample_next_example)
+_CACHE = Earlier("KVCache", "exercise 9", kv_cache_example)
 
 
 def generate_example(fn: Callable) -> None:
     """Visible: greedy, 6 new tokens after a 3-token prompt, with and without the cache."""
-    with blame_earlier(fn, "generate", _SAMPLER):
+    with blame_earlier(fn, "generate", _SAMPLER, _CACHE):
         _check_generate(fn, rng(1), 1, 3, 6, "worked example: prompt of 3 tokens, 6 new")
     passed("generate (worked example)")
 
@@ -1178,7 +1303,7 @@ def generate_example(fn: Callable) -> None:
 def generate(fn: Callable) -> None:
     """Hidden: random prompts and lengths; cache == recompute; one token per step after the prompt."""
     gen = rng()
-    with blame_earlier(fn, "generate", _SAMPLER):
+    with blame_earlier(fn, "generate", _SAMPLER, _CACHE):
         for _ in range(2):
             B, T0, n = int(gen.integers(1, 4)), int(gen.integers(1, 8)), int(gen.integers(5, 20))
             _check_generate(fn, gen, B, T0, n, f"batch {B}, prompt of {T0} tokens, {n} new")
