@@ -40,6 +40,8 @@ def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
         "sample_next": _replace("sample_next", "torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)",
                                 "torch.multinomial(torch.softmax(logits * temperature, dim=-1) / temperature, 1, "
                                 "generator=generator)"),
+        # the cache's causal mask not offset for the new queries
+        "kv_cache": _replace("kv_cache", ".tril(diagonal=n_k - n_q)", ".tril()"),
         # a cache that recomputes everything anyway
         "generate": _replace("generate", "model(idx if step == 0 else idx[:, -1:], kv_caches=caches)",
                              "model(idx, kv_caches=[KVCache() for _ in range(model.config.n_layer)])"),
@@ -51,6 +53,7 @@ def test_gpt_mistakes_lose_their_points_with_hints(tmp_path):
         "next_token_loss_test": "not shifted",
         "top_k_filter_test": "not 0",
         "top_p_filter_test": "crosses p",
+        "kv_cache_test": "the mask is not offset",
         # sample_next is wrong too, but it uses the broken filters: its check sends the learner there first
         "sample_next_test": "your top_k_filter from exercise 6 fails its checks, and sample_next uses it",
         # generate (decorated with @torch.no_grad()) is wrong too, and it uses the broken sample_next; the
