@@ -52,4 +52,4 @@ doctor: install
 	$(BIN)/transformer-course doctor
 
 clean-workspace:
-	rm -rf autograder/submitted autograder/autograded autograder/feedback autograder/gradebook.db autograder/grades.csv autograder/grading_errors.json
+	rm -rf autograder/submitted autograder/autograded autograder/feedback autograder/graded autograder/gradebook.db autograder/grades.csv autograder/grading_errors.json
