@@ -798,23 +798,26 @@ print("but mixing layouts (interleaved data, halves rotation) changes them by up
 # %% [markdown]
 # ### Written question (2 points, graded by hand)
 #
-# GPT-2 adds a learned table of 1024 positions to its token embeddings; Llama applies RoPE to the
-# queries and keys of every layer. Name two things RoPE gives that the added learned table does
-# not, and say for each why it follows from how the position enters the model. Three to six sentences.
+# Two small models are identical but for their positions: model L adds a learned table of 512 positions
+# to its token embeddings (as GPT-2 does); model R applies RoPE to its queries and keys (as Llama does).
+# Both were trained on sequences of at most 512 tokens. (a) Each is given a document of 800 tokens. What
+# happens at positions 512 to 799 in each model, and why? (b) The same sentence appears twice in a long
+# input, at positions 10–29 and again at 310–329. In the first layer, are the attention scores between the
+# sentence's own tokens the same in both copies, for L and for R? Say why from how the position enters each
+# model. Three to six sentences.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "rope_vs_learned_question", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# (1) Relative positions by construction: the score between a query at $m$ and a key at $n$ is
-# $q^\top R((n-m)\theta)k$, so it depends only on the offset $m - n$, and a pattern learned at one
-# place ("attend to the previous token") works at every place. An added table gives scores with
-# terms in $p_m$ and $p_n$ separately, so the model must learn the same relation at each absolute
-# position. (2) No limit from a table: the angles $p\theta_i$ are defined for every $p$, so the
-# model can at least run on sequences longer than any it was trained on (how well it extrapolates
-# depends; methods such as position interpolation rescale the angles to help), while GPT-2 has no
-# row for position 1024 at all and its late rows are trained less. Also: RoPE adds no parameters
-# (GPT-2's table has 786,432), keeps the token embedding free of position information (only
-# queries and keys are rotated, not values). (Its often-quoted decay with distance is a decay of an
-# upper bound on the score; for random queries and keys, as section 4 showed, the scores themselves
-# do not decay.)
+# (a) Model L has no row for positions 512 and beyond: indexing its table fails (GPT-2's `wpe` raises, so
+# the input must be cropped to the last 512 tokens), and rows added afterwards would be untrained. Model R
+# computes its angles $p\theta_i$ for any $p$, so it runs on all 800 tokens; its quality beyond 512 is not
+# guaranteed, since offsets over 512 and the slow dimensions' larger angles never occurred in training
+# (position interpolation rescales the angles to stay in the trained range).
+# (b) For R, yes: a query at $m$ and a key at $n$ score $q^\top R((n-m)\theta)k$, which depends on the
+# tokens and the offset $n - m$ only, and the offsets inside the sentence are the same in both copies, so the
+# first layer's scores within the sentence are exactly equal (later layers may differ, since the tokens
+# around the copies differ). For L, no: each token's input is $x + p_m$, so the queries and keys themselves
+# change with the absolute position, and every score changes; the model has to learn the same relation
+# ("attend to the previous word") separately at each place.
 
 # %% [markdown]
 # ## Summary
