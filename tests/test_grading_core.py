@@ -290,3 +290,17 @@ def test_a_failed_check_in_a_notebook_shows_its_message_not_the_course_internals
     assert re.search(r"Cell In\[2\], line 4, in helper\n    return y\[100000\]", text[1]), text[1]
     assert "grading" not in text[1].split("Where your code raised it")[1]
     assert errors[2].ename == "ZeroDivisionError" and "Traceback" in text[2]
+
+
+def test_a_forbidden_tensor_method_is_caught_when_called_on_a_tensor():
+    """The profiler reports ``x.softmax(-1)`` as a fresh bound method, never ``torch.Tensor.softmax`` itself."""
+    import torch
+
+    from transformer_course.grading import core
+
+    forbid = core.forbidden(torch.Tensor, "softmax")
+    with pytest.raises(core.AnswerFailed, match="calls Tensor.softmax"):
+        core.call(lambda x: x.softmax(-1), torch.randn(3, 4), what="answer", forbid=forbid)
+    # other methods of the same class, and the same name on another class, are not caught
+    core.call(lambda x: x.exp().sum(-1), torch.randn(3, 4), what="answer", forbid=forbid)
+    core.call(lambda s: s.capitalize(), "softmax", what="answer", forbid=forbid)

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from transformer_course import corpus, sampling
-from transformer_course.attention import attention
+from transformer_course.attention import attention, use_flash_attention
+from transformer_course.device import mixed_precision
 from transformer_course.gpt import GPT, GPTConfig, configure_optimizer, estimate_loss, hf_gpt2_config, train_gpt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,9 +122,6 @@ def attention_vs_sdpa(repeats: int = 7) -> None:
 def precision_and_attention(device: torch.device, steps: int) -> None:
     """The package GPT's training step on ``device`` in each precision train_gpt offers there, and with the
     attention layers on the course's flash_attention, interleaved step by step (median)."""
-    from transformer_course.attention import use_flash_attention
-    from transformer_course.device import mixed_precision
-
     if device.type == "cuda":   # GPT-2 small's shape at a context of 1024: large enough to fill a GPU
         config, batch = GPTConfig(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768), 8
         variants = [("fp32", "sdpa"), ("bf16", "sdpa"), ("fp16", "sdpa"), ("bf16", "flash")]

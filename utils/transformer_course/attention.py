@@ -43,6 +43,7 @@ __all__ = [
     "qk_variance",
     "split_heads",
     "merge_heads",
+    "offset_causal_mask",
     "KVCache",
     "MultiHeadAttention",
     "use_flash_attention",
@@ -261,6 +262,13 @@ def merge_heads(x):
     return x.reshape(B, T, h * d_head)
 
 
+def offset_causal_mask(n_q: int, n_k: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(n_q, n_k)`` boolean: the ``n_q`` queries are the LAST ``n_q`` of ``n_k`` positions, so query ``i``
+    (position ``n_k - n_q + i``) may see keys ``j <= n_k - n_q + i``. With ``n_q == n_k`` it is
+    :func:`causal_mask`'s triangle; one new query against a cache sees every key."""
+    return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q)
+
+
 class KVCache:
     """Keys and values of the positions seen so far, for one attention layer.
 
@@ -291,8 +299,7 @@ class KVCache:
         included): ``(n_q, len(self))`` boolean, query ``i`` (position ``len - n_q + i``) may see key ``j``
         when ``j <= len - n_q + i``. For a prompt (``n_q == len``) it is the usual lower triangle; for one
         new token, a row of ``True``."""
-        n_k = len(self)
-        return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(diagonal=n_k - n_q)
+        return offset_causal_mask(n_q, len(self), device)
 
 
 def _as_head_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -390,7 +397,7 @@ class MultiHeadAttention(nn.Module):
             if kv_cache is not None and hasattr(kv_cache, "causal_mask"):
                 causal = kv_cache.causal_mask(n_q, device=x.device)
             else:
-                causal = torch.ones(n_q, n_k, dtype=torch.bool, device=x.device).tril(diagonal=n_k - n_q)
+                causal = offset_causal_mask(n_q, n_k, x.device)
             mask = causal if mask is None else mask & causal
             is_causal = False
         dropout_p = self.dropout if self.training else 0.0

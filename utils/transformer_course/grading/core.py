@@ -111,6 +111,7 @@ def _watch_calls(forbid: Iterable[Callable]):
     """
     codes: dict[int, str] = {}
     builtins: dict[int, str] = {}
+    methods: dict[str, list[tuple[type, str]]] = {}
     for entry in forbid:
         f, label = entry if isinstance(entry, tuple) else (entry, _qualname(entry))
         # a decorated function (@torch.no_grad(), functools.wraps) runs the decorator's wrapper, whose code
@@ -120,6 +121,11 @@ def _watch_calls(forbid: Iterable[Callable]):
             codes[id(code)] = label
         else:
             builtins[id(f)] = label
+            owner = getattr(f, "__objclass__", None)
+            if isinstance(owner, type):
+                # a C method (torch.Tensor.softmax): the profiler reports each call on a fresh bound method
+                # (x.softmax), never the descriptor itself, so recognise it by its name and owner class
+                methods.setdefault(f.__name__, []).append((owner, label))
     hits: list[str] = []
     if not codes and not builtins:
         yield hits
@@ -132,6 +138,10 @@ def _watch_calls(forbid: Iterable[Callable]):
                 hits.append(name)
         elif event == "c_call" and builtins:
             name = builtins.get(id(arg))
+            if name is None and methods:
+                owner = getattr(arg, "__self__", None)
+                name = next((label for cls, label in methods.get(getattr(arg, "__name__", ""), ())
+                             if isinstance(owner, cls)), None)
             if name is not None:
                 hits.append(name)
 

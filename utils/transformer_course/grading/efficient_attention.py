@@ -89,8 +89,8 @@ def _softmax_variants(x: torch.Tensor, block: int) -> list[tuple[str, torch.Tens
 
 
 class _Reductions(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records the longest stretch of the last axis any reduction reads, and any softmax operator run (a method
-    call such as ``x.softmax(-1)`` escapes the call watch, not the operator)."""
+    """Records the longest stretch of the last axis any reduction reads, and any softmax operator run, by
+    whatever route the learner's code reached it (``torch.special.softmax``, ``nn.Softmax()``, ...)."""
 
     SOFTMAXES = {"_softmax", "_log_softmax", "logsumexp", "_safe_softmax"}
     REDUCTIONS = {"amax", "amin", "max", "min", "sum", "mean", "cumsum", "sort", "topk", "cummax"} | SOFTMAXES

@@ -1207,7 +1207,7 @@ def _check_mask(cache, n_q: int, what: str) -> None:
     if mask.dtype != torch.bool or tuple(mask.shape) != (n_q, n_k):
         fail(f"{what}: causal_mask({n_q}) is {mask.dtype} of shape {tuple(mask.shape)}, expected torch.bool of "
              f"shape (n_q, len(cache)) = {(n_q, n_k)}.", HINT_KV_MASK_TYPE)
-    want = torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q)
+    want = att.offset_causal_mask(n_q, n_k)
     if not torch.equal(mask.cpu(), want):
         hint = next((h for h, v in _mask_variants(n_q, n_k) if torch.equal(mask.cpu(), v)), None)
         fail(f"{what}: causal_mask({n_q}) with {n_k} positions cached gives\n{mask.int().tolist()}\nexpected\n"
