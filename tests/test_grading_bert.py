@@ -224,86 +224,71 @@ def test_mask_forbids_the_package():
     fails_with(check.mlm_mask, lambda *a, **k: ref.mlm_mask(*a, **k), hint="computes the very thing")
 
 
-# ========================================================= name mapping ===
+# ============================================================ layer parts ===
 
-def map_good(name):
-    return ref.hf_to_course_name(name)
+PARTS = {"attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
+         "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
+         "attention.output.LayerNorm": "norm1", "intermediate.dense": "ff.fc1", "output.dense": "ff.fc2",
+         "output.LayerNorm": "norm2"}
 
 
-def _tweak(old, new):
-    def fn(name):
-        out = map_good_copy(name)
-        return out.replace(old, new) if out else out
-    return fn
+def part_good_copy(part):
+    return PARTS[part]                                   # KeyError for an unknown part
 
 
 def map_good_copy(name):
-    parts = {"attention.self.query": "self_attn.q_proj", "attention.self.key": "self_attn.k_proj",
-             "attention.self.value": "self_attn.v_proj", "attention.output.dense": "self_attn.out_proj",
-             "attention.output.LayerNorm": "norm1", "intermediate.dense": "ff.fc1", "output.dense": "ff.fc2",
-             "output.LayerNorm": "norm2"}
-    if name == "embeddings.position_ids" or name.startswith("pooler."):
-        return None
-    if name.startswith("embeddings."):
-        return name.replace("LayerNorm", "norm")
-    if not name.startswith("encoder.layer."):
-        raise KeyError(name)
-    _, _, i, rest = name.split(".", 3)
-    part, suffix = rest.rsplit(".", 1)
-    return f"layers.{i}.{parts[part]}.{suffix}"          # KeyError for an unknown part
+    return ref.hf_to_course_name(name, layer_part=part_good_copy)
 
 
-def map_norms_swapped(name):
-    out = map_good_copy(name)
-    if out and ".norm1." in out:
-        return out.replace(".norm1.", ".norm2.")
-    if out and ".norm2." in out:
-        return out.replace(".norm2.", ".norm1.")
-    return out
+def _swapped(a, b):
+    table = {**PARTS, **{k: (b if v == a else a if v == b else v) for k, v in PARTS.items()}}
+    return lambda part: table[part]
 
 
-def map_keeps_pooler(name):
-    return "pooler.dense.weight" if name.startswith("pooler") else map_good_copy(name)
+def part_lenient(part):
+    return PARTS.get(part, "self_attn.q_proj")
 
 
-def map_qk(name):
-    out = map_good_copy(name)
-    if out and "q_proj" in out:
-        return out.replace("q_proj", "k_proj")
-    if out and "k_proj" in out:
-        return out.replace("k_proj", "q_proj")
-    return out
+def part_full_name(part):
+    return f"layers.0.{PARTS[part]}.weight"
 
 
-def map_ffn(name):
-    out = map_good_copy(name)
-    if out and "fc1" in out:
-        return out.replace("fc1", "fc2")
-    if out and "fc2" in out:
-        return out.replace("fc2", "fc1")
-    return out
+def part_reference(part):
+    return ref.layer_part_name(part)
 
 
-def map_emb_ln(name):
-    return name if name.startswith("embeddings.LayerNorm") else map_good_copy(name)
-
-
-def test_name_mapping_model_answer_passes(capsys):
-    check.name_mapping_example(map_good_copy)
-    check.name_mapping(map_good_copy)
+def test_layer_part_model_answer_passes(capsys):
+    check.layer_part_name_example(part_good_copy)
+    check.layer_part_name(part_good_copy)
     assert "✓" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fn, hint", [
-    (map_norms_swapped, "two LayerNorms of a layer are swapped"),
-    (map_keeps_pooler, "map both to None"),
-    (map_qk, "query, key and value are mixed up"),
-    (map_ffn, "feed-forward layers are mixed up"),
-    (map_emb_ln, "embeddings.LayerNorm -> embeddings.norm"),
-    (map_good, "computes the very thing"),
+    (_swapped("norm1", "norm2"), "two LayerNorms of a layer are swapped"),
+    (_swapped("self_attn.q_proj", "self_attn.k_proj"), "query, key and value are mixed up"),
+    (_swapped("ff.fc1", "ff.fc2"), "feed-forward layers are mixed up"),
+    (_swapped("ff.fc2", "self_attn.out_proj"), "feed-forward layers are mixed up"),
+    (part_lenient, "must fail to load"),
+    (part_full_name, "without 'layers.N.' in front"),
+    (part_reference, "computes the very thing"),
 ])
-def test_name_mapping_mistakes(fn, hint):
-    fails_with(check.name_mapping, fn, hint=hint)
+def test_layer_part_mistakes(fn, hint):
+    fails_with(check.layer_part_name, fn, hint=hint)
+
+
+def test_layer_part_visible_check_catches_the_common_swaps():
+    fails_with(check.layer_part_name_example, _swapped("norm1", "norm2"), hint="LayerNorms of a layer are swapped")
+    fails_with(check.layer_part_name_example, _swapped("ff.fc1", "ff.fc2"), hint="feed-forward layers are mixed up")
+
+
+def test_package_name_map_skips_and_renames():
+    assert ref.hf_to_course_name("embeddings.position_ids") is None
+    assert ref.hf_to_course_name("pooler.dense.weight") is None
+    assert ref.hf_to_course_name("embeddings.LayerNorm.bias") == "embeddings.norm.bias"
+    assert ref.hf_to_course_name("encoder.layer.5.output.LayerNorm.weight") == "layers.5.norm2.weight"
+    for bad in ("cls.predictions.bias", "encoder.layer.0.crossattention.self.query.weight"):
+        with pytest.raises(KeyError):
+            ref.hf_to_course_name(bad)
 
 
 def _minilm_model(emb_forward=emb_good, eps=None):
@@ -494,7 +479,144 @@ def test_mask_with_an_integer_special_mask_and_bitwise_not_gets_the_dtype_hint()
     fails_with(check.mlm_mask_example, mask_bitwise, hint=".bool()")
 
 
-def test_name_mapping_must_reject_unknown_names():
-    def lenient(name):
-        return map_good_copy(name) if not name.startswith(("cls.", "encoder.layer.0.crossattention")) else name
-    fails_with(check.name_mapping, lenient, hint="raise KeyError(name)")
+# ======================================================= fine-tuning: 7 ===
+
+def classifier_class(forward=None, freeze=None):
+    """A SentenceClassifier written as a learner would, with ``forward`` or the freezing swapped for a mistake."""
+    def default_freeze(self, encoder, n_trainable_layers):
+        for p in encoder.embeddings.parameters():
+            p.requires_grad_(False)
+        n_frozen = len(encoder.layers) - n_trainable_layers
+        for layer in encoder.layers[:n_frozen]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+
+    def default_forward(self, input_ids, attention_mask):
+        h = self.encoder(input_ids, attention_mask)
+        m = attention_mask[..., None].to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1))
+
+    class Clf(nn.Module):
+        def __init__(self, encoder, n_classes, n_trainable_layers=2):
+            super().__init__()
+            self.encoder = encoder
+            self.head = nn.Linear(encoder.config.hidden_size, n_classes)
+            (freeze or default_freeze)(self, encoder, n_trainable_layers)
+
+    Clf.forward = forward or default_forward
+    return Clf
+
+
+def freeze_negative_slice(self, encoder, k):
+    for p in encoder.embeddings.parameters():
+        p.requires_grad_(False)
+    for p in encoder.layers.parameters():
+        p.requires_grad_(False)
+    for layer in encoder.layers[-k:]:                    # layers[-0:] is every layer
+        for p in layer.parameters():
+            p.requires_grad_(True)
+
+
+def freeze_top(self, encoder, k):
+    for p in encoder.embeddings.parameters():
+        p.requires_grad_(False)
+    for layer in encoder.layers[k:]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def freeze_layers_only(self, encoder, k):
+    for layer in encoder.layers[:len(encoder.layers) - k]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def freeze_nothing(self, encoder, k):
+    pass
+
+
+def freeze_reinit(self, encoder, k):
+    freeze_layers_only(self, encoder, k)
+    for p in encoder.embeddings.parameters():
+        p.requires_grad_(False)
+    nn.init.normal_(encoder.layers[-1].ff.fc1.weight)
+
+
+def fwd_mean_all(self, input_ids, attention_mask):
+    return self.head(self.encoder(input_ids, attention_mask).mean(1))
+
+
+def fwd_cls(self, input_ids, attention_mask):
+    return self.head(self.encoder(input_ids, attention_mask)[:, 0])
+
+
+def fwd_no_mask(self, input_ids, attention_mask):
+    h = self.encoder(input_ids)
+    m = attention_mask[..., None].float()
+    return self.head((h * m).sum(1) / m.sum(1))
+
+
+def fwd_softmax(self, input_ids, attention_mask):
+    h = self.encoder(input_ids, attention_mask)
+    m = attention_mask[..., None].float()
+    return self.head((h * m).sum(1) / m.sum(1)).softmax(-1)
+
+
+def test_classifier_model_answer_passes(capsys):
+    check.sentence_classifier_example(classifier_class())
+    check.sentence_classifier(classifier_class())
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cls, hint", [
+    (classifier_class(forward=fwd_mean_all), "padding positions are in the mean"),
+    (classifier_class(forward=fwd_cls), "[CLS]"),
+    (classifier_class(forward=fwd_no_mask), "without the attention mask"),
+    (classifier_class(forward=fwd_softmax), "raw logits"),
+    (classifier_class(freeze=freeze_top), "wrong layers are frozen"),
+    (classifier_class(freeze=freeze_layers_only), "embeddings are trainable"),
+    (classifier_class(freeze=freeze_nothing), "freeze every parameter"),
+    (classifier_class(freeze=freeze_reinit), "never re-initialise"),
+    (ref.SentenceClassifier, "computes the very thing"),
+])
+def test_classifier_mistakes(cls, hint):
+    fails_with(check.sentence_classifier, cls, hint=hint)
+
+
+def test_classifier_negative_slice_passes_the_example_and_fails_the_hidden_check():
+    check.sentence_classifier_example(classifier_class(freeze=freeze_negative_slice))
+    fails_with(check.sentence_classifier, classifier_class(freeze=freeze_negative_slice), hint="layers[-0:]")
+
+
+def test_who_did_it_is_balanced_and_bag_of_words_blind():
+    texts, labels = ref.who_did_it(2000, seed=0)
+    assert 0.45 < labels.float().mean() < 0.55
+    held, _ = ref.who_did_it(200, seed=0, held_out=True)
+    train_words = {w for t in texts for w in ref._words(t)}
+    assert all(any(w not in train_words for w in ref._words(t)) for t in held)   # a new animal or verb in each
+    test = ref.who_did_it(500, seed=1)
+    train_acc, test_acc = ref.bag_of_words_accuracy(texts, labels, *test)
+    assert test_acc < 0.6                                                       # chance by construction
+
+
+@pytest.fixture(scope="module")
+def minilm_and_tokenizer():
+    config, tokenizer, sd = ref.load_minilm()
+    model = ref.load_bert_weights(ref.BertModel(config), sd, ref.hf_to_course_name).eval()
+    return model, tokenizer
+
+
+def test_fine_tuned_check_rejects_an_untrained_classifier(minilm_and_tokenizer):
+    model, tokenizer = minilm_and_tokenizer
+    torch.manual_seed(0)
+    fails_with(check.fine_tuned_example, ref.SentenceClassifier(model, 2), tokenizer, hint="n_trainable_layers=2")
+    fails_with(check.fine_tuned_example, None, tokenizer, hint="run the fine-tuning cell")
+    fails_with(check.fine_tuned_example, nn.Linear(3, 2), tokenizer, hint="SentenceClassifier(copy.deepcopy")
+
+
+def test_fine_tuned_check_blames_a_broken_classifier_class(minilm_and_tokenizer):
+    model, tokenizer = minilm_and_tokenizer
+    torch.manual_seed(0)
+    broken = classifier_class(freeze=freeze_top)(model, 2)
+    fails_with(check.fine_tuned_example, broken, tokenizer, hint="your SentenceClassifier from exercise 7 fails")
+

@@ -33,6 +33,14 @@ def test_bert_mistakes_lose_their_points_with_hints(tmp_path):
                                        "mean = hidden.mean(dim=1)"),
         # ranked by the raw dot product
         "semantic_search": _replace("semantic_search", "return torch.topk(q @ c.T,", "return torch.topk(query @ corpus.T,"),
+        # the trainable layers taken as layers[-n:], which is every layer for n = 0
+        "sentence_classifier": _replace("sentence_classifier", """        n_frozen = len(encoder.layers) - n_trainable_layers
+        for module in [encoder.embeddings, *encoder.layers[:n_frozen]]:
+            for p in module.parameters():
+                p.requires_grad_(False)""", """        for p in encoder.parameters():
+            p.requires_grad_(False)
+        for p in encoder.layers[-n_trainable_layers:].parameters():
+            p.requires_grad_(True)"""),
         # softmax before cross-entropy
         "mlm_loss": _replace("mlm_loss", "F.cross_entropy(logits.reshape(-1, logits.shape[-1])",
                              "F.cross_entropy(logits.softmax(-1).reshape(-1, logits.shape[-1])"),
@@ -45,6 +53,9 @@ def test_bert_mistakes_lose_their_points_with_hints(tmp_path):
         "sentence_embedding_test": "padding tokens are included",
         "semantic_search_test": "raw dot product",
         "mlm_loss_test": "do not apply softmax",
+        "sentence_classifier_test": "layers[-0:] is the WHOLE list",
     }
     assert_lost_with_hints(result, expected_words)
     assert result["name_mapping_test"]["passed"], result["name_mapping_test"]["message"]
+    # the slice is right for the two layers the notebook trains: the fine-tuned classifier earns its points
+    assert result["fine_tuned_test"]["passed"], result["fine_tuned_test"]["message"]

