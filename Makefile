@@ -14,7 +14,7 @@ LAB_ARGS ?=
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages lab test build check-build doctor clean-workspace
+.PHONY: install system-packages lab instructor-lab test build check-build doctor clean-workspace
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The learner's JupyterLab (jupyter/learner: no instructor or exchange panels, Validate kept) and the
+# instructor's, started in autograder/ (jupyter/instructor: formgrader for the written answers).
 lab: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/learner)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
+
+instructor-lab: install
+	cd autograder && PATH="$(abspath $(BIN)):$$PATH" \
+		JUPYTER_CONFIG_PATH="$(abspath jupyter/instructor)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(abspath $(BIN))/jupyter lab --ServerApp.root_dir=. $(ROOT_ARGS) $(LAB_ARGS)
 
 # The system packages some tests need (bubblewrap, PostgreSQL, Chromium): installed with apt-get when this
 # runs as root on Debian/Ubuntu; otherwise named once with how to install them, and those tests skip

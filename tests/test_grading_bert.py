@@ -276,6 +276,14 @@ def test_layer_part_mistakes(fn, hint):
     fails_with(check.layer_part_name, fn, hint=hint)
 
 
+def test_loaded_encoder_names_a_swap_of_equal_shapes_in_exercise_3():
+    config, _, sd = ref.load_minilm()
+    swapped = _swapped("self_attn.k_proj", "self_attn.v_proj")
+    model = ref.BertModel(config, embeddings_factory=embeddings_class(emb_good))
+    ref.load_bert_weights(model, sd, lambda name: ref.hf_to_course_name(name, layer_part=swapped))
+    fails_with(check.loaded_encoder_example, model.eval(), embeddings_class(emb_good), hint="exercise 3")
+
+
 def test_layer_part_visible_check_catches_the_common_swaps():
     fails_with(check.layer_part_name_example, _swapped("norm1", "norm2"), hint="LayerNorms of a layer are swapped")
     fails_with(check.layer_part_name_example, _swapped("ff.fc1", "ff.fc2"), hint="feed-forward layers are mixed up")
@@ -556,6 +564,19 @@ def fwd_no_mask(self, input_ids, attention_mask):
     return self.head((h * m).sum(1) / m.sum(1))
 
 
+def fwd_detached(self, input_ids, attention_mask):
+    with torch.no_grad():
+        h = self.encoder(input_ids, attention_mask)
+    m = attention_mask[..., None].float()
+    return self.head((h * m).sum(1) / m.sum(1))
+
+
+def fwd_normalised(self, input_ids, attention_mask):
+    h = self.encoder(input_ids, attention_mask)
+    m = attention_mask[..., None].float()
+    return self.head(F.normalize((h * m).sum(1) / m.sum(1), dim=-1))
+
+
 def fwd_softmax(self, input_ids, attention_mask):
     h = self.encoder(input_ids, attention_mask)
     m = attention_mask[..., None].float()
@@ -573,6 +594,8 @@ def test_classifier_model_answer_passes(capsys):
     (classifier_class(forward=fwd_cls), "[CLS]"),
     (classifier_class(forward=fwd_no_mask), "without the attention mask"),
     (classifier_class(forward=fwd_softmax), "raw logits"),
+    (classifier_class(forward=fwd_detached), "never learn"),
+    (classifier_class(forward=fwd_normalised), "stop before F.normalize"),
     (classifier_class(freeze=freeze_top), "wrong layers are frozen"),
     (classifier_class(freeze=freeze_layers_only), "embeddings are trainable"),
     (classifier_class(freeze=freeze_nothing), "freeze every parameter"),
@@ -583,8 +606,8 @@ def test_classifier_mistakes(cls, hint):
     fails_with(check.sentence_classifier, cls, hint=hint)
 
 
-def test_classifier_negative_slice_passes_the_example_and_fails_the_hidden_check():
-    check.sentence_classifier_example(classifier_class(freeze=freeze_negative_slice))
+def test_classifier_negative_slice_fails_the_visible_check_already():
+    fails_with(check.sentence_classifier_example, classifier_class(freeze=freeze_negative_slice), hint="layers[-0:]")
     fails_with(check.sentence_classifier, classifier_class(freeze=freeze_negative_slice), hint="layers[-0:]")
 
 

@@ -391,8 +391,8 @@ for name, t in model_shell.named_parameters():
 #
 # A dictionary from the eight transformers parts to the eight course parts does it, and looking a part up
 # with square brackets raises `KeyError` for anything missing by itself. A swap between parts of equal
-# shape loads without complaint; only the comparison with transformers' `BertModel` two cells below
-# catches it, which is why that test exists.
+# shape loads without complaint; only the graded test after the loading cell, which compares your model
+# with transformers' `BertModel`, catches it (and names the misplaced tensor).
 # </details>
 
 # %% nbgrader={"grade": false, "grade_id": "name_mapping", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -830,12 +830,12 @@ print(f"bag of words: {bow_train:.1%} on its training sentences, {bow_seen:.1%} 
 probe_results = None
 if minilm is not None:
     try:
-        def embed(texts):
+        def probe_embed(texts):
             enc = tokenizer(texts, padding=True, return_tensors="pt").to(device)
             with torch.no_grad():
                 return sentence_embedding(minilm(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"])
 
-        x_train, x_seen, x_new = embed(train_texts), embed(seen_texts), embed(new_texts)
+        x_train, x_seen, x_new = probe_embed(train_texts), probe_embed(seen_texts), probe_embed(new_texts)
         torch.manual_seed(0)
         probe = nn.Linear(x_train.shape[1], 2).to(device)
         probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-2)
@@ -872,7 +872,8 @@ else:
 #   `nn.Linear(hidden_size, n_classes)` (`encoder.config.hidden_size`), and freeze (`requires_grad_(False)`)
 #   every parameter of `encoder.embeddings` and of all layers of `encoder.layers` but the top
 #   `n_trainable_layers`; `n_trainable_layers=0` trains the head alone;
-# - in `forward(input_ids, attention_mask)`, run the encoder with the mask, pool its hidden states by
+# - in `forward(input_ids, attention_mask)`, run the encoder with the mask
+#   (`self.encoder(input_ids, attention_mask)` gives hidden states $(B, T, d)$), pool them by
 #   their mean over the real tokens (as in exercise 4, without the normalisation), and return the head's
 #   raw logits, shape $(B, n_{classes})$.
 #
@@ -928,7 +929,7 @@ check.sentence_classifier(SentenceClassifier)
 # Fine-tuning: a copy of your MiniLM (the original stays as it is), the top two of its six layers and the
 # head trained, 150 steps of 32 sentences. Two learning rates: the head starts from random numbers and
 # can take large steps; the pretrained layers get BERT's small one, or their pretraining is soon
-# overwritten. This takes about half a minute on a laptop's CPU.
+# overwritten. This takes under a minute on a laptop's CPU.
 
 # %%
 classifier, ft_losses = None, None
@@ -989,8 +990,9 @@ if ft_losses is not None:
 
 # %% [markdown]
 # The test below is graded (2 points, and it can only pass once exercise 7 does): the grader builds its
-# own sentences, 400 with the training words and 600 with new animals and verbs, and your classifier must
-# be right on at least 90% of each.
+# own sentences and your classifier must be right on at least 90% of them. The visible check uses 200
+# sentences with new animals and verbs; at grading, 400 with the training words and 600 with new animals
+# and verbs, each 90% right.
 
 # %% nbgrader={"grade": true, "grade_id": "fine_tuned_test", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 from transformer_course.grading import bert as check

@@ -1,6 +1,7 @@
 """The ``transformer-course`` command line.
 
-    transformer-course check NOTEBOOK [--json]   grade one notebook as a classroom would
+    transformer-course check NOTEBOOK [--json]   grade one notebook as a classroom would (and record it)
+    transformer-course progress [FOLDER]         your table of notebooks 01-10 and what is left in each
     transformer-course build [--check]           sources -> solutions/*.ipynb and notebooks/
     transformer-course collect ASSIGNMENT DIR    copy students' notebooks into the workspace
     transformer-course autograde [ASSIGNMENT]    grade every collected submission, in parallel
@@ -17,10 +18,11 @@ from pathlib import Path
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .grader.nbgrading import GradingError, check_notebook, format_result
+    from .grader.nbgrading import GradingError, format_result
+    from .progress import check_and_record
 
     try:
-        result = check_notebook(args.notebook)
+        result = check_and_record(args.notebook)
     except GradingError as exc:
         if args.json:
             print(json.dumps({"notebook": str(args.notebook), "score": 0, "max_score": None,
@@ -33,6 +35,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     return 0 if not result.errors else 1
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from .progress import default_folder, format_progress, progress, progress_json
+
+    folder = (Path(args.folder) if args.folder else default_folder()).resolve()
+    if not folder.is_dir():
+        print(f"error: no such folder: {folder}", file=sys.stderr)
+        return 2
+    entries = progress(folder, run=not args.no_run)
+    if all(e.status == "missing" for e in entries):
+        print(f"error: no notebook of the course in {folder}: looked for NN_name.ipynb and NN_name/NN_name.ipynb "
+              f"({', '.join(e.assignment for e in entries) or 'no assignments found'})", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(progress_json(folder, entries)))
+    else:
+        print(format_progress(folder, entries))
+    return 0
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -105,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook", help="a notebook named NN_name.ipynb, anywhere")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("progress", help="a table of your notebooks 01-10: score, status and what is left")
+    p.add_argument("folder", nargs="?", default=None,
+                   help="the folder of your notebooks, NN_name.ipynb or NN_name/NN_name.ipynb (default: the current "
+                        "directory if it holds some, else the course's notebooks/)")
+    p.add_argument("--no-run", action="store_true",
+                   help="grade nothing: show notebooks changed or never checked as such")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.set_defaults(func=_cmd_progress)
 
     p = sub.add_parser("build", help="regenerate solutions/*.ipynb and notebooks/ from the sources")
     p.add_argument("assignment", nargs="*", help="only these assignments (default: all)")

@@ -41,10 +41,11 @@ def doctor() -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"kernels     unknown ({exc})")
     try:
-        from .grader.course import assignments, course_root
+        from .grader.course import assignments, find_course_root
 
-        root = course_root()
-        print(f"course      {root} ({len(assignments(root))} assignments)")
+        root, why = find_course_root()
+        n = len(assignments(root))
+        print(f"course      {root} ({n} assignment{'s' if n != 1 else ''}; chosen as {why})")
     except Exception as exc:  # noqa: BLE001
         print(f"course      not found ({exc})")
     try:

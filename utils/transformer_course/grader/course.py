@@ -15,24 +15,48 @@ class GradingError(RuntimeError):
     """A submission or a command could not be graded at all (not a wrong answer: a broken input)."""
 
 
-def course_root() -> Path:
-    """The course checkout holding ``solutions/``.
+def is_course_checkout(folder: Path) -> bool:
+    """A folder holding this course: ``solutions/`` and a ``pyproject.toml`` naming ``transformer-course``."""
+    project = folder / "pyproject.toml"
+    if not ((folder / "solutions").is_dir() and project.is_file()):
+        return False
+    try:
+        return re.search(r'^name\s*=\s*"transformer-course"', project.read_text(encoding="utf-8"), re.M) is not None
+    except OSError:
+        return False
 
-    ``TRANSFORMER_COURSE_ROOT`` wins; otherwise the checkout this package was
-    installed from (editable installs), then the current directory and its parents.
+
+def find_course_root() -> tuple[Path, str]:
+    """``(checkout, why)``: the course checkout the command line works on, and how it was chosen.
+
+    In this order: ``TRANSFORMER_COURSE_ROOT`` when set (an explicit override; it must be a checkout);
+    the current directory or the nearest parent that is a course checkout (an instructor's copy of the
+    course, a fork, a term's folder: each works on itself with one shared environment); the checkout
+    this package was installed from (editable installs), so that commands also work from elsewhere.
     """
     env = os.environ.get("TRANSFORMER_COURSE_ROOT")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3])
+    if env:
+        cand = Path(env).expanduser().resolve()
+        if not is_course_checkout(cand):
+            raise GradingError(f"TRANSFORMER_COURSE_ROOT={env} is not a course checkout (a folder with "
+                               "solutions/ and the course's pyproject.toml)")
+        return cand, "TRANSFORMER_COURSE_ROOT"
     cwd = Path.cwd().resolve()
-    candidates.extend([cwd, *cwd.parents])
-    for cand in candidates:
-        if (cand / "solutions").is_dir() and (cand / "pyproject.toml").is_file():
-            return cand
+    for cand in (cwd, *cwd.parents):
+        if is_course_checkout(cand):
+            return cand, "the current directory" if cand == cwd else "a parent of the current directory"
+    installed = Path(__file__).resolve().parents[3]
+    if is_course_checkout(installed):
+        return installed, "the checkout this package was installed from"
     raise GradingError(
-        "cannot find the course checkout (a folder with solutions/ and pyproject.toml); "
+        "cannot find the course checkout (a folder with solutions/ and the course's pyproject.toml); "
         "run from inside it or set TRANSFORMER_COURSE_ROOT"
     )
+
+
+def course_root() -> Path:
+    """The course checkout holding ``solutions/`` (see :func:`find_course_root` for the order)."""
+    return find_course_root()[0]
 
 
 def assignments(root: Path | None = None) -> list[str]:

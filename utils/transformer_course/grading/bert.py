@@ -586,6 +586,29 @@ def _embeddings_earlier(embeddings_cls: Any) -> list[Earlier]:
     return [Earlier("BertEmbeddings", "exercise 1", bert_embeddings_example, obj=embeddings_cls)]
 
 
+def _misplaced_weight(model: nn.Module) -> str | None:
+    """The first parameter of ``model`` that holds another checkpoint tensor of the same shape (a swap in the
+    learner's name mapping, which a strict load cannot see), described; None when every tensor is in place."""
+    _, _, state_dict = _minilm()
+    params = dict(model.named_parameters())
+    for hf_name, tensor in state_dict.items():
+        try:
+            name = ref.hf_to_course_name(hf_name)
+        except KeyError:
+            continue
+        mine = params.get(name) if name else None
+        if mine is None or tuple(mine.shape) != tuple(tensor.shape):
+            continue
+        mine = mine.detach().cpu()
+        if torch.equal(mine, tensor):
+            continue
+        for other, candidate in state_dict.items():
+            if other != hf_name and candidate.shape == tensor.shape and torch.equal(mine, candidate):
+                return f"your minilm's {name} holds the checkpoint's {other}; it should hold {hf_name}"
+        return None
+    return None
+
+
 def _check_loaded(model: Any, embeddings_cls: Callable | None, batches: list[tuple[Any, str]]) -> float:
     """Compare ``model`` with transformers' MiniLM on each ``(encoding, label)``; the largest difference.
 
@@ -596,6 +619,10 @@ def _check_loaded(model: Any, embeddings_cls: Callable | None, batches: list[tup
              "complete exercises 1 and 3, then run the cell that builds `minilm` and loads the weights.")
     if not isinstance(model, nn.Module):
         fail(f"minilm should be a torch.nn.Module, got {type(model).__name__}.")
+    misplaced = _misplaced_weight(model)
+    if misplaced:
+        fail(f"{misplaced}.", "layer_part_name (exercise 3) swaps two parts of equal shape, which loads without "
+                              "complaint: fix it, then run the loading cell and this one again.")
     device = model_device(model)
     oracle = _hf_minilm()
     was_training = model.training
@@ -859,6 +886,15 @@ HINT_CLF_NO_MASK = (
     "to the encoder as well as to the pooling."
 )
 HINT_CLF_SUM = "you summed the hidden states: divide by the number of real tokens (a mean, as in exercise 4)."
+HINT_CLF_NORMALISED = ("you normalised the pooled vector: stop before F.normalize. The head should see the mean "
+                       "itself (exercise 4's normalisation is for cosine similarity, not for classification).")
+HINT_CLF_DIVIDE_T = ("you divided the masked sum by the padded length T: divide by the number of REAL tokens of each "
+                     "sentence, m.sum(dim=1).")
+HINT_CLF_NO_GRAD = (
+    "the encoder runs without gradients (torch.no_grad() or .detach() in forward), so the layers you left "
+    "trainable never learn. requires_grad=False on the frozen parameters is all it takes: autograd then stops "
+    "the backward pass at the lowest trainable layer by itself."
+)
 HINT_CLF_HEAD = ("the head is a single nn.Linear(hidden_size, n_classes) stored as self.head, applied to the "
                  "pooled vector; it returns raw logits (no softmax).")
 HINT_CLF_ZERO = (
@@ -904,7 +940,9 @@ def _classifier_variants(encoder: nn.Module, head: nn.Module, ids, mask) -> list
         h_nomask = encoder(ids)
         m = mask.to(h.dtype)[..., None]
         return [(HINT_CLF_POOL_PADDING, head(h.mean(dim=1))), (HINT_CLF_CLS, head(h[:, 0])),
-                (HINT_CLF_NO_MASK, head((h_nomask * m).sum(1) / m.sum(1))), (HINT_CLF_SUM, head((h * m).sum(1)))]
+                (HINT_CLF_NO_MASK, head((h_nomask * m).sum(1) / m.sum(1))), (HINT_CLF_SUM, head((h * m).sum(1))),
+                (HINT_CLF_NORMALISED, head(F.normalize((h * m).sum(1) / m.sum(1), dim=-1))),
+                (HINT_CLF_DIVIDE_T, head((h * m).sum(1) / h.shape[1]))]
 
 
 def _check_classifier(cls: Callable, gen: np.random.Generator, n_layers: int, n_trainable: int, n_classes: int,
@@ -956,14 +994,27 @@ def _check_classifier(cls: Callable, gen: np.random.Generator, n_layers: int, n_
             expected = head(ref.mean_pool(encoder(ids, mask), mask))
         expect_close(out, expected, what=label, atol=1e-5, rtol=1e-5,
                      mistakes=_classifier_variants(encoder, head, ids, mask), hint=HINT_CLF_HEAD)
+        # the trainable layers must get gradients through forward (no torch.no_grad, no detach)
+        clf.zero_grad(set_to_none=True)
+        logits = call(clf, ids, mask, what=label, forbid=_CLASSIFIERS + _POOLERS)
+        if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
+            fail(f"{label}: the logits carry no gradient.", HINT_CLF_NO_GRAD)
+        logits.sum().backward()
+        for i in range(n_layers - n_trainable, n_layers):
+            if any(p.grad is None or not torch.any(p.grad != 0) for p in encoder.layers[i].ff.parameters()):
+                fail(f"{label}: no gradient reached layer {i}, which should train.", HINT_CLF_NO_GRAD)
+        clf.zero_grad(set_to_none=True)
     finally:
         clf.train(was)
 
 
 def sentence_classifier_example(cls: Callable) -> None:
     """Visible check: a small random 3-layer encoder, 2 trainable layers, 3 classes, on a padded batch."""
-    _check_classifier(cls, rng(606), n_layers=3, n_trainable=2, n_classes=3)
-    print("frozen: the embeddings and layer 0; trained: layers 1 and 2 and the head; logits (4, 3) as expected")
+    gen = rng(606)
+    _check_classifier(cls, gen, n_layers=3, n_trainable=2, n_classes=3)
+    _check_classifier(cls, gen, n_layers=3, n_trainable=0, n_classes=3, forward=False)
+    print("n_trainable_layers=2: frozen the embeddings and layer 0, trained layers 1 and 2 and the head, logits "
+          "(4, 3) as expected, gradients reach layers 1 and 2\nn_trainable_layers=0: only the head trains")
     passed("SentenceClassifier (worked example)")
 
 
@@ -1010,7 +1061,7 @@ def _check_fine_tuned(model: Any, tokenizer: Any, runs: list[tuple[str, bool, in
             if acc < threshold:
                 fail(f"your fine-tuned classifier is right on {acc:.1%} of {n} {label}; it should be right on at "
                      f"least {threshold:.0%} (a bag of words scores about 50%, a frozen encoder with a trained head "
-                     f"about 60% on new animals and verbs, and the notebook's run about 99%).",
+                     f"about 60% on new animals and verbs, and the notebook's run 99-100%).",
                      "train the top two layers as well as the head (n_trainable_layers=2) with the fine-tuning "
                      "cell's learning rates, and run that cell to the end.")
             report.append(f"{acc:.1%} of {n} {label}")
