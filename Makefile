@@ -31,7 +31,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 # The learner's JupyterLab (jupyter/learner: no instructor or exchange panels, Validate kept) and the
-# instructor's, started in autograder/ (jupyter/instructor: formgrader for the written answers).
+# instructor's, started in autograder/ (its nbgrader_config.py) serving the whole course (formgrader needs the
+# course inside the server's root), with jupyter/instructor: formgrader for the written answers.
 lab: install
 	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/learner)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
 		$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
@@ -39,7 +40,7 @@ lab: install
 instructor-lab: install
 	cd autograder && PATH="$(abspath $(BIN)):$$PATH" \
 		JUPYTER_CONFIG_PATH="$(abspath jupyter/instructor)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
-		$(abspath $(BIN))/jupyter lab --ServerApp.root_dir=. $(ROOT_ARGS) $(LAB_ARGS)
+		$(abspath $(BIN))/jupyter lab --ServerApp.root_dir=.. $(ROOT_ARGS) $(LAB_ARGS)
 
 # The system packages some tests need (bubblewrap, PostgreSQL, Chromium): installed with apt-get when this
 # runs as root on Debian/Ubuntu; otherwise named once with how to install them, and those tests skip

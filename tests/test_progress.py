@@ -20,7 +20,6 @@ from notebook_tools import ROOT
 
 from transformer_course import cli, progress
 from transformer_course.grader import nbgrading
-from transformer_course.grader.course import GradingError
 from transformer_course.grader.nbgrading import ExerciseResult, SubmissionResult
 
 GOOD_DOUBLE = "def double(x):\n    return x + x"

@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except GradingError as exc:  # a bad input, explained: not a crash
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:      # Ctrl-C: stop quietly; what was recorded stays recorded
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -395,7 +395,6 @@ def format_progress(folder: Path, entries: list[Entry]) -> str:
     for e in entries:
         where = f"{e.assignment} ({e.path})" if e.path else e.assignment
         if e.status == "missing":
-            todo.append(f"  {e.assignment}: no notebook {e.assignment}.ipynb in {folder}")
             continue
         if e.status == "not checked":
             todo.append(f"  {where}: not checked yet (run `transformer-course progress` without --no-run)")
@@ -419,7 +418,8 @@ def format_progress(folder: Path, entries: list[Entry]) -> str:
         for flag in e.flags:
             block.append(f"    ? for review: {flag}")
         for x in e.left:
-            block.append(f"    \u2717 {x['grade_id']:<28} {_points(x.get('score'))}/{_n(x.get('max_score') or 0, 'point')}"
+            scored = f"{_points(x.get('score'))}/{_n(x.get('max_score') or 0, 'point')}"
+            block.append(f"    \u2717 {x['grade_id']:<28} {scored}"
                          + (f"  {_first_line(x.get('message', ''))}" if x.get("message") else ""))
         for x in e.to_write:
             block.append(f"    \u270e {x['grade_id']:<28} {_n(x.get('max_score') or 0, 'point')}: written answer, "
@@ -430,6 +430,9 @@ def format_progress(folder: Path, entries: list[Entry]) -> str:
         if block:
             todo.append(f"  {where}:")
             todo.extend(block)
+    missing = [e.assignment for e in entries if e.status == "missing"]
+    if missing:
+        todo.append(f"  no notebook in {folder} for: {', '.join(missing)}")
     lines += todo or ["  nothing: every notebook is done"]
     return "\n".join(lines)
 

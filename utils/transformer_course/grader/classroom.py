@@ -270,8 +270,14 @@ def autograde(names: list[str] | None = None, workers: int | None = None, force:
 
 
 def feedback(names: list[str] | None = None, root: Path | None = None) -> list[Path]:
-    """nbgrader generate_feedback for every autograded submission."""
+    """nbgrader generate_feedback for every autograded submission, finished by
+    :func:`~transformer_course.grader.feedback_html.finish_feedback_page` (no CDN script; a note where
+    written answers still wait for manual grading)."""
     from .nbgrading import _api, _checked
+
+    from nbgrader.api import Gradebook
+
+    from .feedback_html import finish_feedback_page
 
     root = (root or course_root()).resolve()
     config = make_config(root)
@@ -279,7 +285,12 @@ def feedback(names: list[str] | None = None, root: Path | None = None) -> list[P
     out = []
     for name in names or assignments(root):
         _checked(api.generate_feedback(name), f"generate_feedback {name}")
-        out.extend(sorted((root / config.CourseDirectory.feedback_directory).glob(f"*/{name}/*.html")))
+        with Gradebook(config.CourseDirectory.db_url) as gb:
+            manual = {sub.student.id for a in gb.assignments if a.name == name for sub in a.submissions
+                      if sub.needs_manual_grade}
+        for page in sorted((root / config.CourseDirectory.feedback_directory).glob(f"*/{name}/*.html")):
+            finish_feedback_page(page, needs_manual_grading=page.parent.parent.name in manual)
+            out.append(page)
     return out
 
 

@@ -57,6 +57,11 @@ BUILTINS_SWAPPED = frozenset({"exit", "quit", "display", "get_ipython", "help", 
 BASE_PRELOAD = ("numpy", "torch", "torch._dynamo", "torch.nn.functional", "torch.optim")
 #: Output kept per cell (characters); the rest is cut with a note.
 OUTPUT_LIMIT = 100_000
+#: What a cell's displays may bring back (figures as PNG, a widget marker, text): at most this many per cell,
+#: each PNG at most this many base64 characters. The trusted side checks again (nbgrading._display_output).
+DISPLAYS_PER_CELL = 12
+PNG_LIMIT = 2_000_000
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 _MISSING = object()
 
@@ -177,8 +182,101 @@ class _Capture(io.TextIOBase):
         return False
 
 
+def _last_redraw(text: str) -> str:
+    """What a terminal would show: a progress bar redrawn with carriage returns keeps its last state."""
+    lines = text.split("\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
+
+
 def _outputs(chunks: list) -> list[dict]:
-    return [{"name": name, "text": text} for name, text in chunks]
+    out = []
+    for name, payload in chunks:
+        if name == "display":
+            out.append({"display": payload})
+        else:
+            out.append({"name": name, "text": _last_redraw(payload)})
+    return out
+
+
+def _display_bundle(data: dict) -> dict | None:
+    """The part of a display's data worth bringing back: a PNG, a widget marker, its text."""
+    if not isinstance(data, dict):
+        return None
+    bundle = {}
+    png = data.get("image/png")
+    if isinstance(png, bytes):
+        import base64
+
+        png = base64.b64encode(png).decode("ascii")
+    if isinstance(png, str) and len(png) <= PNG_LIMIT:
+        bundle["image/png"] = png
+    if WIDGET_MIME in data:
+        bundle[WIDGET_MIME] = True
+    text = data.get("text/plain")
+    if isinstance(text, str):
+        bundle["text/plain"] = text[:2000]
+    return bundle or None
+
+
+class _Displays:
+    """Where ``display()``, a figure shown inline and a cell's last value go: the current cell's chunks."""
+
+    def __init__(self) -> None:
+        self.sink: list | None = None
+        self.count = 0
+        self.mark: int | None = None
+
+    def start(self, sink: list | None) -> None:
+        self.sink, self.count, self.mark = sink, 0, None
+
+    def add(self, data: dict) -> None:
+        bundle = _display_bundle(data)
+        if self.sink is None or bundle is None or self.count >= DISPLAYS_PER_CELL:
+            return
+        self.count += 1
+        self.sink.append(["display", bundle])
+
+    def clear(self) -> None:
+        """``clear_output()``: what was shown since the previous clear goes (an animation keeps its last
+        frame). Without a frontend there is no telling which output area a clear means (an interact's
+        own, usually), so what the cell showed before its first clear stays."""
+        if self.sink is None:
+            return
+        if self.mark is not None:
+            del self.sink[self.mark:]
+        self.mark = len(self.sink)
+
+
+def _capture_displays(shell, displays: _Displays) -> None:
+    """Route the shell's rich output to ``displays``: figures come back as PNG as in a notebook."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            displays.add(data)
+
+        def clear_output(self, wait=False):
+            displays.clear()
+
+    class Hook(DisplayHook):
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            displays.add(format_dict)
+
+        def finish_displayhook(self):
+            pass
+
+    try:
+        shell.enable_matplotlib("inline")          # plt.show() and open figures are displayed as PNG, then closed
+    except Exception:  # noqa: BLE001 - no matplotlib: nothing to draw
+        pass
+    shell.display_pub = Publisher(shell=shell, parent=shell)
+    hook = Hook(shell=shell, cache_size=shell.cache_size, parent=shell)
+    shell.displayhook = hook
+    shell.display_trap.hook = hook
 
 
 def _describe(exc: BaseException) -> dict:
@@ -238,6 +336,8 @@ def _run(plan: dict, emit) -> None:
     config.HistoryManager.enabled = False                 # no history database, no history thread
     shell = InteractiveShell.instance(config=config)
     shell.showtraceback = lambda *a, **k: None          # errors are reported as data, below
+    displays = _Displays()
+    _capture_displays(shell, displays)
     user_ns = shell.user_ns
     real_builtins = builtins
     real_stdout, real_stderr = sys.stdout, sys.stderr
@@ -271,6 +371,7 @@ def _run(plan: dict, emit) -> None:
                 tampered = guard.violations()
         else:
             sys.stdout, sys.stderr = out, err
+            displays.start(chunks)
             try:
                 result = shell.run_cell(cell["source"], store_history=True)
                 exc = result.error_in_exec or result.error_before_exec
@@ -280,6 +381,7 @@ def _run(plan: dict, emit) -> None:
                 error = {**_describe(exc), "traceback": _learner_traceback(exc)}
             finally:
                 sys.stdout, sys.stderr = real_stdout, real_stderr
+                displays.start(None)
         if sandboxed:
             _end_strays()
         emit({"event": "end", "cell": i, "token": token, "outputs": _outputs(chunks), "error": error,

@@ -26,6 +26,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402 - after the line above
 
+from . import harness
 from .course import CHECKS_PACKAGE, GradingError, assignment_of, check_module, course_root
 from .settings import CELL_TIMEOUT_S
 
@@ -71,7 +72,10 @@ def apply_course_config(c: Any, root: str | os.PathLike) -> Any:
     from nbgrader.preprocessors import GetGrades
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     # feedback shows what failed and why, never the hidden tests' code
-    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    from .feedback_html import MathMLPreprocessor
+    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, MathMLPreprocessor, CSSHTMLHeaderPreprocessor]
+    # formgrader's pages too: math drawn as MathML by the browser, with no MathJax from a CDN
+    c.HTMLExporter.preprocessors = [MathMLPreprocessor]
     c.ClearSolutions.enforce_metadata = True
     # A learner who deletes a test cell gets it back from the gradebook.
     c.OverwriteCells.add_missing_cells = True
@@ -208,6 +212,38 @@ def _stream(name: str, text: str):
     return nbformat.v4.new_output("stream", name=name, text=text)
 
 
+#: Figures a graded notebook keeps, in all (each cell's are capped by the harness too).
+FIGURES_PER_NOTEBOOK = 60
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WIDGET_NOTE = ("[an interactive widget (ipywidgets) was here: it needs a running kernel, so open the notebook in "
+               "JupyterLab to use it; what it drew first is shown below it when it drew anything]")
+
+
+def _display_output(bundle: Any, budget: list[int]):
+    """A display the harness brought back, as a notebook output, or None. Only a real PNG and plain text are
+    kept (never HTML or scripts from the learner's code), and at most ``budget[0]`` figures in all."""
+    import base64
+    import binascii
+
+    if not isinstance(bundle, dict):
+        return None
+    if bundle.get(harness.WIDGET_MIME):
+        return nbformat.v4.new_output("display_data", data={"text/plain": WIDGET_NOTE})
+    png = bundle.get("image/png")
+    if isinstance(png, str) and len(png) <= harness.PNG_LIMIT and budget[0] > 0:
+        try:
+            raw = base64.b64decode(png, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if raw.startswith(_PNG_SIGNATURE):
+            budget[0] -= 1
+            return nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
+    text = bundle.get("text/plain")
+    if isinstance(text, str) and text:
+        return nbformat.v4.new_output("display_data", data={"text/plain": text[:2000]})
+    return None
+
+
 def _error(ename: str, evalue: str, traceback: list[str] | None = None):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback or [f"{ename}: {evalue}"])
 
@@ -222,13 +258,14 @@ def apply_outcomes(nb, cells: list[dict], where: list[int], report) -> None:
     would quote the hidden test's code.
     """
     count = 0
+    figures = [FIGURES_PER_NOTEBOOK]
     for plan_cell, index, outcome in zip(cells, where, report.cells):
         cell = nb.cells[index]
         count += 1
         cell.execution_count = count
         outputs = []
         if plan_cell["kind"] == "test":
-            text = "".join(chunk["text"] for chunk in outcome.outputs)
+            text = "".join(str(chunk.get("text", "")) for chunk in outcome.outputs if isinstance(chunk, dict))
             if text:
                 outputs.append(_stream("stdout", text))
             if outcome.tampered:
@@ -241,7 +278,14 @@ def apply_outcomes(nb, cells: list[dict], where: list[int], report) -> None:
                 outputs.append(_error(outcome.error.get("ename", "Error"), outcome.error.get("evalue", "")))
         else:
             for chunk in outcome.outputs:
-                outputs.append(_stream(chunk["name"], chunk["text"]))
+                if not isinstance(chunk, dict):
+                    continue
+                if "display" in chunk:
+                    shown = _display_output(chunk["display"], figures)
+                    if shown is not None:
+                        outputs.append(shown)
+                elif chunk.get("name") in ("stdout", "stderr"):
+                    outputs.append(_stream(chunk["name"], str(chunk.get("text", ""))))
             if outcome.error is not None:
                 outputs.append(_error(outcome.error.get("ename", "Error"), outcome.error.get("evalue", ""),
                                       outcome.error.get("traceback")))
@@ -545,7 +589,7 @@ def format_result(result: SubmissionResult) -> str:
     for ex in result.exercises:
         if ex.needs_manual:
             mark = "\u270e"
-            status = f"{ex.max_score:g} points, graded by hand"
+            status = f"{ex.max_score:g} point{'' if ex.max_score == 1 else 's'}, graded by hand"
         else:
             mark = "\u2713" if ex.passed else "\u2717"
             status = f"{ex.score:g}/{ex.max_score:g}"
