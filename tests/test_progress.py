@@ -173,11 +173,11 @@ def test_progress_grades_what_changed_and_only_that(course, tmp_path, capsys, ca
     assert calls == ["99_toy.ipynb"]                          # 98_toy is untouched: nothing to grade
     assert "checking 99_toy/99_toy.ipynb (never checked)" in err
     assert "0/5" in row(first, "98_toy") and "not started" in row(first, "98_toy")
-    assert "2/5" in row(first, "99_toy") and "2 exercises left" in row(first, "99_toy")  # square + the essay
+    assert "2/5" in row(first, "99_toy") and "2 to do" in row(first, "99_toy")  # square + the essay
     left = todo(first)
     assert "square_test" in left and "0/3 points" in left and "hard-code" in left
     assert "double_test" not in left                          # passed: not on the to-do list
-    assert "98_toy: not started (2 exercises, 5 points; 1 written answer)" in left
+    assert "98_toy: not started (2 graded tests, 5 points; 1 written answer)" in left
     why = next(line for line in left.splitlines() if "why" in line)
     assert "written answer" in why and "instructor" in why and "\u2717" not in why   # not a failure
     record = progress.record_path(notebook)

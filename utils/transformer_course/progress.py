@@ -256,7 +256,7 @@ class Entry:
         if self.status == "done":
             return "done"
         if self.status == "left":
-            return f"{_n(len(self.left) + len(self.to_write), 'exercise')} left"
+            return f"{len(self.left) + len(self.to_write)} to do"
         if self.status == "changed":
             return ("course updated since last check" if self.changed == "assignment"
                     else "changed since last check")
@@ -406,7 +406,7 @@ def format_progress(folder: Path, entries: list[Entry]) -> str:
             continue
         if e.status == "not started":
             auto = [x for x in e.exercises if not x.get("needs_manual")]
-            text = f"  {e.assignment}: not started ({_n(len(auto), 'exercise')}, {_n(e.max_score or 0, 'point')}"
+            text = f"  {e.assignment}: not started ({_n(len(auto), 'graded test')}, {_n(e.max_score or 0, 'point')}"
             if e.manual:
                 text += f"; {_n(len(e.manual), 'written answer')}"
             todo.append(text + ")")
