@@ -989,15 +989,14 @@ def _check_classifier(cls: Callable, gen: np.random.Generator, n_layers: int, n_
     clf.eval()
     try:
         label = f"{what} on a padded batch of 4"
-        with torch.no_grad():
-            out = expect_tensor(call(clf, ids, mask, what=label, forbid=_CLASSIFIERS + _POOLERS), label)
-            expected = head(ref.mean_pool(encoder(ids, mask), mask))
-        expect_close(out, expected, what=label, atol=1e-5, rtol=1e-5,
-                     mistakes=_classifier_variants(encoder, head, ids, mask), hint=HINT_CLF_HEAD)
-        # the trainable layers must get gradients through forward (no torch.no_grad, no detach)
         clf.zero_grad(set_to_none=True)
-        logits = call(clf, ids, mask, what=label, forbid=_CLASSIFIERS + _POOLERS)
-        if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
+        logits = expect_tensor(call(clf, ids, mask, what=label, forbid=_CLASSIFIERS + _POOLERS), label)
+        with torch.no_grad():
+            expected = head(ref.mean_pool(encoder(ids, mask), mask))
+        expect_close(logits.detach(), expected, what=label, atol=1e-5, rtol=1e-5,
+                     mistakes=_classifier_variants(encoder, head, ids, mask), hint=HINT_CLF_HEAD)
+        # one forward pass, with gradients: the trainable layers must get them (no torch.no_grad, no detach)
+        if not logits.requires_grad:
             fail(f"{label}: the logits carry no gradient.", HINT_CLF_NO_GRAD)
         logits.sum().backward()
         for i in range(n_layers - n_trainable, n_layers):
